@@ -195,7 +195,10 @@ def _load_timm_encoder(model: UNetForSemanticSegmentation, pretrained: bool | st
 def _from_checkpoint(
     checkpoint: str, family: str | None, num_channels: int | None, labels: dict[str, Any], overrides: dict[str, Any]
 ) -> PreTrainedModel:
-    config = AutoConfig.from_pretrained(checkpoint)
+    try:
+        config = AutoConfig.from_pretrained(checkpoint)
+    except OSError as err:
+        raise OSError(f"Cannot load the checkpoint {checkpoint!r} (a local folder or a Hub id): {err}") from err
     if family is not None:
         expected = UNetConfig if family in UNET_PRESETS else FAMILIES[family].model_class.config_class
         expected = expected.model_type

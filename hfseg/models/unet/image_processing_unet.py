@@ -127,6 +127,8 @@ class UNetImageProcessor(BaseImageProcessor):
 
     def _infer_format(self, shape: tuple[int, ...]) -> str:
         n = self.num_channels
+        if n is None and self.image_mean is not None and len(self.image_mean) > 1:
+            n = len(self.image_mean)
         if n is not None and shape[0] == n and shape[-1] != n:
             return "channels_first"
         if n is not None and shape[-1] == n:

@@ -1,0 +1,109 @@
+"""The U-Net image processor: medical normalizations by hand, resizing, label maps, post-processing, Auto loading."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import AutoImageProcessor
+from transformers.modeling_outputs import SemanticSegmenterOutput
+
+import hfseg
+from hfseg import UNetImageProcessor
+
+
+def test_zscore_per_channel():
+    image = np.stack([np.arange(36.0).reshape(6, 6), 100 + 5 * np.arange(36.0).reshape(6, 6)], axis=-1)
+    out = UNetImageProcessor()(image)["pixel_values"]
+    assert out.shape == (1, 2, 6, 6)
+    for c in range(2):
+        expected = (image[..., c] - image[..., c].mean()) / image[..., c].std()
+        np.testing.assert_allclose(out[0, c].numpy(), expected, rtol=1e-5)
+
+
+def test_zscore_over_nonzero_keeps_background():
+    image = np.zeros((6, 6), dtype=np.float32)
+    image[2:4, 2:4] = [[1, 2], [3, 4]]
+    out = UNetImageProcessor(zscore_nonzero=True)(image)["pixel_values"][0, 0].numpy()
+    brain = np.array([1, 2, 3, 4.0])
+    np.testing.assert_allclose(out[2:4, 2:4].ravel(), (brain - brain.mean()) / brain.std(), rtol=1e-5)
+    assert (out[0] == 0).all()
+
+
+def test_percentile_clipping_then_minmax():
+    image = np.arange(101, dtype=np.float32).reshape(1, 101)  # percentile p of 0..100 is p
+    out = UNetImageProcessor(normalization="percentile", percentiles=(10, 90))(image)["pixel_values"][0, 0, 0]
+    expected = (np.clip(np.arange(101), 10, 90) - 10) / 80
+    np.testing.assert_allclose(out.numpy(), expected, atol=1e-6)
+
+
+def test_ct_window():
+    hu = np.array([[-1000, -160, 40, 240, 3000]], dtype=np.int16)
+    out = UNetImageProcessor(normalization="window", window_center=40, window_width=400)(hu)["pixel_values"]
+    np.testing.assert_allclose(out[0, 0, 0].numpy(), [0, 0, 0.5, 1, 1], atol=1e-6)
+
+
+def test_mean_std_like_imagenet():
+    image = np.full((2, 2, 3), 255, dtype=np.uint8)
+    proc = UNetImageProcessor(normalization="mean_std", image_mean=[0.5, 0.4, 0.3], image_std=[0.5, 0.2, 0.1])
+    out = proc(image)["pixel_values"][0, :, 0, 0]
+    torch.testing.assert_close(out, torch.tensor([1.0, 3.0, 7.0]))
+
+
+def test_16bit_png_is_kept_losslessly(tmp_path):
+    array = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)
+    Image.fromarray(array).save(tmp_path / "ct.png")
+    out = UNetImageProcessor(normalization="none")(Image.open(tmp_path / "ct.png"))["pixel_values"]
+    np.testing.assert_array_equal(out[0, 0].numpy(), array.astype(np.float32))
+
+
+def test_resize_images_bilinear_and_labels_nearest():
+    image = np.random.rand(4, 40, 30).astype(np.float32)
+    label = np.zeros((40, 30), dtype=np.uint8)
+    label[:20] = 2
+    label[20:, 15:] = 7
+    proc = UNetImageProcessor(do_resize=True, size={"height": 16, "width": 16}, num_channels=4)
+    batch = proc([image, image], segmentation_maps=[label, label])
+    assert batch["pixel_values"].shape == (2, 4, 16, 16)
+    assert batch["labels"].shape == (2, 16, 16) and batch["labels"].dtype == torch.int64
+    assert set(batch["labels"].unique().tolist()) == {0, 2, 7}
+
+
+def test_bad_inputs_are_clear_errors():
+    proc = UNetImageProcessor(num_channels=1)
+    with pytest.raises(ValueError, match="has 3 channels but 1 are expected"):
+        proc(np.zeros((8, 8, 3)))
+    with pytest.raises(ValueError, match=r"does not match its image"):
+        proc(np.zeros((8, 8)), segmentation_maps=np.zeros((8, 9)))
+    with pytest.raises(ValueError, match="different sizes"):
+        proc([np.zeros((8, 8)), np.zeros((9, 8))])
+    with pytest.raises(ValueError, match="integer class indices"):
+        proc(np.zeros((4, 4)), segmentation_maps=np.full((4, 4), 0.5))
+    with pytest.raises(ValueError, match="allowed values"):
+        UNetImageProcessor(normalization="histogram")
+    with pytest.raises(ValueError, match="window_center"):
+        UNetImageProcessor(normalization="window")
+    with pytest.raises(ValueError, match="channel axis"):
+        UNetImageProcessor()(np.zeros((3, 8, 3)))
+
+
+def test_post_process_multiclass_and_binary():
+    proc = UNetImageProcessor()
+    logits = torch.zeros(2, 3, 4, 4)
+    logits[0, 2] = 5
+    logits[1, 1, :2] = 5
+    maps = proc.post_process_semantic_segmentation(SemanticSegmenterOutput(logits=logits), target_sizes=[(8, 8), (4, 6)])
+    assert maps[0].shape == (8, 8) and (maps[0] == 2).all()
+    assert maps[1].shape == (4, 6) and (maps[1][:2] == 1).all() and (maps[1][2:] == 0).all()
+    binary = torch.full((1, 1, 4, 4), -3.0)
+    binary[0, 0, 0, 0] = 3.0
+    assert proc.post_process_semantic_segmentation(SemanticSegmenterOutput(logits=binary))[0].sum() == 1
+
+
+def test_save_and_load_with_auto_image_processor(tmp_path):
+    proc = UNetImageProcessor(normalization="window", window_center=50, window_width=350, num_channels=1)
+    hfseg.create_model("unet", base_channels=4, depth=2, num_channels=1).save_pretrained(tmp_path)
+    proc.save_pretrained(tmp_path)
+    loaded = AutoImageProcessor.from_pretrained(tmp_path)
+    assert type(loaded) is UNetImageProcessor
+    image = np.random.randint(-1000, 1000, (9, 9)).astype(np.int16)
+    torch.testing.assert_close(loaded(image)["pixel_values"], proc(image)["pixel_values"])
