@@ -1,0 +1,182 @@
+"""`image-mask-folder`: the generic layout, `images/` and `masks/` paired by file stem.
+
+```
+data_dir/images/<stem>.<ext>          data_dir/masks/<stem><mask_suffix>.<ext>
+```
+or the same pair of folders under `data_dir/train/`, `data_dir/validation/` (and `data_dir/test/`) for a predefined
+split. Masks hold class indices, or raw values turned into classes by `value_map` (e.g. `{0: 0, 255: 1}`) or by
+`threshold` (foreground = value > threshold).
+
+Split grouping: with `group_pattern` (a regex whose first group, matched on the stem, is the patient/case id, e.g.
+`r"^(case\\d+)_"`), whole groups go to one split; without it every image is its own group, so the loader cannot
+prevent leaks between slices of one patient: give a pattern whenever the names carry the patient.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .features import classes_present, segmentation_features
+from .splits import group_split
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+class DatasetFormatError(ValueError):
+    """A dataset file or folder does not follow the expected layout; the message names the file and the fix."""
+
+
+def _files(folder: Path) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise DatasetFormatError(f"Folder {folder} is missing: expected images/ and masks/ (see hfseg.data docs).")
+    files = {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS}
+    if not files:
+        raise DatasetFormatError(f"Folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
+    return files
+
+
+def pair_files(image_dir: Path, mask_dir: Path, mask_suffix: str = "") -> list[tuple[str, Path, Path]]:
+    """(stem, image, mask) triples; an image without a mask or a mask without an image is an error."""
+    images, masks = _files(image_dir), _files(mask_dir)
+    by_stem = {stem[: len(stem) - len(mask_suffix)] if mask_suffix and stem.endswith(mask_suffix) else stem: path
+               for stem, path in masks.items()}
+    lonely_images = sorted(set(images) - set(by_stem))
+    lonely_masks = sorted(set(by_stem) - set(images))
+    if lonely_images:
+        raise DatasetFormatError(
+            f"{len(lonely_images)} image(s) without a mask, e.g. {images[lonely_images[0]]}: expected "
+            f"{mask_dir / (lonely_images[0] + mask_suffix)}.<ext> (check mask_suffix={mask_suffix!r})."
+        )
+    if lonely_masks:
+        raise DatasetFormatError(
+            f"{len(lonely_masks)} mask(s) without an image, e.g. {by_stem[lonely_masks[0]]}: expected "
+            f"{image_dir / lonely_masks[0]}.<ext>."
+        )
+    return [(stem, images[stem], by_stem[stem]) for stem in sorted(images)]
+
+
+def _read(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image)
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise DatasetFormatError(f"Cannot read {path}: corrupt or not an image ({err}). Replace or remove it.") from err
+
+
+def map_mask(mask: np.ndarray, path: Path, num_classes: int, value_map: dict[int, int] | None,
+             threshold: float | None) -> np.ndarray:
+    """Class indices (uint8) from a raw mask, or a `DatasetFormatError` naming the file and the bad values."""
+    if mask.ndim == 3:
+        if not (mask == mask[..., :1]).all():
+            raise DatasetFormatError(f"Mask {path} has differing colour channels; save masks as one grey channel.")
+        mask = mask[..., 0]
+    if threshold is not None:
+        return (mask > threshold).astype(np.uint8)
+    values = np.unique(mask)
+    if value_map is not None:
+        unknown = [int(v) for v in values if int(v) not in value_map]
+        if unknown:
+            raise DatasetFormatError(f"Mask {path} has values {unknown[:10]} not in value_map {value_map}.")
+        lookup = np.zeros(int(values.max()) + 1, dtype=np.uint8)
+        for raw, cls in value_map.items():
+            if raw < len(lookup):
+                lookup[raw] = cls
+        return lookup[mask]
+    bad = [int(v) for v in values if v >= num_classes or v < 0]
+    if bad:
+        raise DatasetFormatError(
+            f"Mask {path} has values {bad[:10]} outside the {num_classes} classes; pass value_map (e.g. "
+            f"{{0: 0, 255: 1}}) or threshold (e.g. 127), or id2label with more classes."
+        )
+    return mask.astype(np.uint8)
+
+
+def _generate(pairs, num_classes, value_map, threshold, group_pattern, skip_bad, report):
+    for stem, image_path, mask_path in pairs:
+        try:
+            image, mask = _read(image_path), _read(mask_path)
+            if image.shape[:2] != mask.shape[:2]:
+                raise DatasetFormatError(
+                    f"Image {image_path} is {image.shape[:2]} but its mask {mask_path} is {mask.shape[:2]} "
+                    "(rows, cols): masks must match their image pixel for pixel."
+                )
+            label = map_mask(mask, mask_path, num_classes, value_map, threshold)
+        except DatasetFormatError as err:
+            if not skip_bad:
+                raise
+            report["skipped"].append(str(err))
+            continue
+        yield {"image": image, "label": label, "case_id": _group(stem, group_pattern),
+               "classes": classes_present(label)}
+
+
+def _group(stem: str, pattern: str | None) -> str:
+    if pattern is None:
+        return stem
+    match = re.search(pattern, stem)
+    if not match:
+        raise DatasetFormatError(f"group_pattern {pattern!r} does not match the file stem {stem!r}.")
+    return match.group(1) if match.groups() else match.group(0)
+
+
+def load_image_mask_folder(
+    data_dir: str | Path,
+    images: str = "images",
+    masks: str = "masks",
+    mask_suffix: str = "",
+    id2label: dict[int, str] | None = None,
+    value_map: dict[int, int] | None = None,
+    threshold: float | None = None,
+    group_pattern: str | None = None,
+    validation_fraction: float = 0.2,
+    seed: int = 0,
+    skip_bad: bool = False,
+    cache_dir: str | None = None,
+) -> datasets.DatasetDict:
+    """Load the generic images/masks layout (see the module docstring) as a `DatasetDict`.
+
+    `skip_bad=True` skips unreadable or inconsistent pairs instead of failing; they are counted and reported in a
+    warning. Without it the first bad pair raises a `DatasetFormatError` naming the file and the fix.
+    """
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise DatasetFormatError(f"data_dir {root} does not exist or is not a folder.")
+    id2label = {int(k): v for k, v in (id2label or {0: "background", 1: "foreground"}).items()}
+    features = segmentation_features(id2label)
+    predefined = [s for s in ("train", "validation", "test") if (root / s / images).is_dir()]
+    if predefined:
+        split_pairs = {s: pair_files(root / s / images, root / s / masks, mask_suffix) for s in predefined}
+    else:
+        pairs = pair_files(root / images, root / masks, mask_suffix)
+        groups = [_group(stem, group_pattern) for stem, _, _ in pairs]
+        train, validation = group_split(groups, validation_fraction, seed)
+        split_pairs = {"train": [pairs[i] for i in train], "validation": [pairs[i] for i in validation]}
+    result = {}
+    for split, pairs in split_pairs.items():
+        if not pairs:
+            continue  # e.g. validation_fraction=0
+        report: dict[str, list[str]] = {"skipped": []}
+        # Tuples, not lists: `datasets` would treat lists in gen_kwargs as shards.
+        kwargs: dict[str, Any] = dict(pairs=tuple(pairs), num_classes=len(id2label), value_map=value_map,
+                                      threshold=threshold, group_pattern=group_pattern, skip_bad=skip_bad,
+                                      report=report)
+        try:
+            result[split] = datasets.Dataset.from_generator(_generate, features=features, gen_kwargs=kwargs,
+                                                            cache_dir=cache_dir, split=datasets.Split(split))
+        except datasets.exceptions.DatasetGenerationError as err:
+            cause = err.__cause__ or err.__context__
+            if isinstance(cause, DatasetFormatError):
+                raise cause from None
+            raise
+        skipped = report["skipped"]
+        if skipped:
+            warnings.warn(f"image-mask-folder: skipped {len(skipped)} of {len(pairs)} {split} pairs: "
+                          + "; ".join(skipped[:5]), stacklevel=2)
+    return datasets.DatasetDict(result)

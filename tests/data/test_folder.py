@@ -1,0 +1,105 @@
+"""image-mask-folder: pairing, grouped split, value maps, round trip, save/load, and every bad-input error."""
+
+import numpy as np
+import pytest
+from datasets import load_from_disk
+from PIL import Image
+
+import hfseg.data
+from hfseg.data.folder import DatasetFormatError
+
+
+def write_fixture(root, patients=3, slices=4, suffix="_mask", size=(12, 10)):
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir(parents=True)
+    truth = {}
+    rng = np.random.default_rng(0)
+    for p in range(patients):
+        for s in range(slices):
+            stem = f"case{p}_slice{s:03d}"
+            image = rng.integers(0, 65535, size[::-1], dtype=np.uint16)  # 16-bit grey
+            mask = np.zeros(size[::-1], np.uint8)
+            mask[2 : 4 + s, 1:5] = 255
+            Image.fromarray(image).save(root / "images" / f"{stem}.png")
+            Image.fromarray(mask).save(root / "masks" / f"{stem}{suffix}.png")
+            truth[stem] = (image, (mask > 0).astype(np.uint8))
+    return truth
+
+
+def load(root, **kw):
+    defaults = dict(mask_suffix="_mask", value_map={0: 0, 255: 1}, group_pattern=r"^(case\d+)_",
+                    cache_dir=str(root / "cache"))
+    return hfseg.data.load("image-mask-folder", str(root), **{**defaults, **kw})
+
+
+def test_grouped_split_and_round_trip(tmp_path):
+    truth = write_fixture(tmp_path / "d")
+    ds = load(tmp_path / "d", validation_fraction=0.3)
+    assert len(ds["train"]) + len(ds["validation"]) == 12 and len(ds["validation"]) == 4
+    assert not set(ds["train"]["case_id"]) & set(ds["validation"]["case_id"])
+    item = ds["validation"][0]
+    stem = next(s for s in truth if s.startswith(item["case_id"]) and
+                np.array_equal(np.asarray(item["image"]), truth[s][0]))
+    np.testing.assert_array_equal(np.asarray(item["label"]), truth[stem][1])
+    assert np.asarray(item["image"]).dtype == np.uint16  # 16-bit kept losslessly
+    assert hfseg.data.id2label(ds) == {0: "background", 1: "foreground"}
+    assert load(tmp_path / "d", validation_fraction=0.3)["validation"]["case_id"] == ds["validation"]["case_id"]
+
+
+def test_save_to_disk_round_trip(tmp_path):
+    write_fixture(tmp_path / "d")
+    ds = load(tmp_path / "d")
+    ds.save_to_disk(tmp_path / "saved")
+    again = load_from_disk(str(tmp_path / "saved"))
+    assert hfseg.data.id2label(again) == hfseg.data.id2label(ds)
+    np.testing.assert_array_equal(np.asarray(again["train"][0]["label"]), np.asarray(ds["train"][0]["label"]))
+
+
+def test_predefined_split_folders_and_threshold(tmp_path):
+    write_fixture(tmp_path / "d" / "train", patients=2)
+    write_fixture(tmp_path / "d" / "test", patients=1)
+    ds = load(tmp_path / "d", value_map=None, threshold=127)
+    assert set(ds) == {"train", "test"} and len(ds["train"]) == 8 and len(ds["test"]) == 4
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda r: (r / "masks" / "case0_slice000_mask.png").unlink(), r"image\(s\) without a mask.*case0_slice000"),
+        (lambda r: (r / "images" / "case1_slice001.png").unlink(), r"mask\(s\) without an image.*case1_slice001"),
+        (lambda r: Image.fromarray(np.zeros((5, 5), np.uint8)).save(r / "masks" / "case0_slice001_mask.png"),
+         r"case0_slice001.png is \(10, 12\) but its mask .* is \(5, 5\)"),
+        (lambda r: Image.fromarray(np.full((10, 12), 7, np.uint8)).save(r / "masks" / "case2_slice000_mask.png"),
+         r"case2_slice000_mask.png has values \[7\] not in value_map"),
+        (lambda r: (r / "images" / "case0_slice002.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken"),
+         r"Cannot read .*case0_slice002.png: corrupt"),
+    ],
+)
+def test_bad_input_names_the_file(tmp_path, damage, message):
+    write_fixture(tmp_path / "d")
+    damage(tmp_path / "d")
+    with pytest.raises(DatasetFormatError, match=message):
+        load(tmp_path / "d")
+
+
+def test_values_outside_the_classes_suggest_the_fix(tmp_path):
+    write_fixture(tmp_path / "d")
+    with pytest.raises(DatasetFormatError, match=r"values \[255\] outside the 2 classes; pass value_map"):
+        load(tmp_path / "d", value_map=None)
+
+
+def test_missing_and_empty_folders(tmp_path):
+    with pytest.raises(DatasetFormatError, match="does not exist"):
+        load(tmp_path / "nowhere")
+    (tmp_path / "e" / "images").mkdir(parents=True)
+    (tmp_path / "e" / "masks").mkdir()
+    with pytest.raises(DatasetFormatError, match="holds no images"):
+        load(tmp_path / "e")
+
+
+def test_skip_bad_counts_and_reports(tmp_path):
+    write_fixture(tmp_path / "d", patients=2)
+    (tmp_path / "d" / "images" / "case0_slice002.png").write_bytes(b"not a png")
+    with pytest.warns(UserWarning, match=r"skipped 1 of \d+ \w+ pairs: Cannot read"):
+        ds = load(tmp_path / "d", skip_bad=True, validation_fraction=0.0)
+    assert len(ds["train"]) == 7
