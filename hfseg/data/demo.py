@@ -28,6 +28,7 @@ References: Fonov et al., NeuroImage 2011 and 2009; Collins et al., 1999.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from importlib import resources
 
 import datasets
@@ -60,8 +61,12 @@ def _volumes() -> dict[str, np.ndarray]:
     return volumes
 
 
+@lru_cache(maxsize=2)
 def demo_slices(size: int = 128, min_brain_fraction: float = 0.2, margin: int = 4):
-    """(images uint8 (N, size, size), labels uint8 (N, size, size), axial indices z) following the module's rule."""
+    """(images uint8 (N, size, size), labels uint8 (N, size, size), axial indices z) following the module's rule.
+
+    Memoized: building the train and validation splits reads and slices the template once.
+    """
     from scipy.ndimage import binary_fill_holes
 
     vol = _volumes()

@@ -175,8 +175,10 @@ def load_image_mask_folder(
             if isinstance(cause, DatasetFormatError):
                 raise cause from None
             raise
-        skipped = report["skipped"]
-        if skipped:
-            warnings.warn(f"image-mask-folder: skipped {len(skipped)} of {len(pairs)} {split} pairs: "
-                          + "; ".join(skipped[:5]), stacklevel=2)
+        # Counted from the row count, so a reload from the cache (no generator run) still reports the skips.
+        count = len(pairs) - len(result[split])
+        if count:
+            details = "; ".join(report["skipped"][:5]) or "details were printed when the cache was built"
+            warnings.warn(f"image-mask-folder: skipped {count} of {len(pairs)} {split} pairs: {details}",
+                          stacklevel=2)
     return datasets.DatasetDict(result)

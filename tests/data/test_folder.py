@@ -103,3 +103,5 @@ def test_skip_bad_counts_and_reports(tmp_path):
     with pytest.warns(UserWarning, match=r"skipped 1 of \d+ \w+ pairs: Cannot read"):
         ds = load(tmp_path / "d", skip_bad=True, validation_fraction=0.0)
     assert len(ds["train"]) == 7
+    with pytest.warns(UserWarning, match=r"skipped 1 of 8 train pairs"):  # also when read back from the cache
+        load(tmp_path / "d", skip_bad=True, validation_fraction=0.0)
