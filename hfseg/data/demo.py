@@ -73,7 +73,8 @@ def demo_slices(size: int = 128, min_brain_fraction: float = 0.2, margin: int = 
     gm, wm = vol["gm"].astype(np.float32) / 255, vol["wm"].astype(np.float32) / 255
     # Axial slices displayed with anterior at the top: rows = -y, columns = x.
     axial = lambda a, z: np.rot90(a[:, :, z])  # noqa: E731
-    envelopes = [binary_fill_holes(axial(gm + wm, z) >= 0.1) for z in range(gm.shape[2])]
+    tissue = gm + wm
+    envelopes = [binary_fill_holes(axial(tissue, z) >= 0.1) for z in range(gm.shape[2])]
     areas = np.array([e.sum() for e in envelopes])
     kept = [z for z in range(len(areas)) if areas[z] >= min_brain_fraction * areas.max()]
     union = np.any([envelopes[z] for z in kept], axis=0)
