@@ -1,41 +1,84 @@
-"""`datasets` loaders for medical segmentation datasets: `load(name, data_dir, **options)` and `available()`."""
+"""`datasets` loaders for medical segmentation datasets: `load(name, data_dir, **options)` and `available()`.
+
+Each loader reads its publisher's layout (see its module docstring) into a `DatasetDict` with the features of
+`segmentation_features` (or `classification_features`), splits grouped by patient/case where the data has one.
+Loader modules are imported on first use, so format libraries (pydicom, h5py, nibabel) load only when needed.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from importlib import import_module
+from typing import Any, NamedTuple
 
 import datasets
 
-from .demo import DEMO_ID2LABEL, load_demo
-from .features import id2label, segmentation_features
-from .folder import load_image_mask_folder
+from .common import DatasetFormatError
+from .demo import DEMO_ID2LABEL
+from .features import classification_features, id2label, segmentation_features
 from .splits import group_split
 
-# name -> (loader, needs data_dir, one-line description)
-_LOADERS: dict[str, tuple[Callable[..., datasets.DatasetDict], bool, str]] = {
-    "demo": (load_demo, False, "brain MRI tissue segmentation from the MNI ICBM152 template in nilearn (no download)"),
-    "image-mask-folder": (load_image_mask_folder, True, "images/ and masks/ paired by file stem, any 2D image format"),
+
+class _Loader(NamedTuple):
+    module: str
+    function: str
+    needs_dir: bool
+    description: str
+
+
+_LOADERS: dict[str, _Loader] = {
+    "demo": _Loader("demo", "load_demo", False,
+                    "brain MRI tissue segmentation from the MNI ICBM152 template in nilearn (no download)"),
+    "image-mask-folder": _Loader("folder", "load_image_mask_folder", True,
+                                 "images/ and masks/ paired by file stem, any 2D image format"),
+    "oral-epithelium": _Loader("oral_epithelium", "load_oral_epithelium", True,
+                               "OralEpitheliumDB H&E nuclei masks with 4 dysplasia grades (or the cancer study's "
+                               "Training/Test folders)"),
+    "liver-voc": _Loader("liver_voc", "load_liver_voc", True,
+                         "liver CT slices in the ganzang VOC layout (Images/, Labels/, ImageSets/Segmentation)"),
+    "chaos-mr-t2spir": _Loader("chaos", "load_chaos_mr_t2spir", True,
+                               "CHAOS MR T2-SPIR DICOM slices, liver/kidneys/spleen from the Ground PNGs"),
+    "brats2020-h5": _Loader("brats", "load_brats2020_h5", True,
+                            "BraTS 2020 Kaggle HDF5 slices, 4 MRI modalities, NCR/ED/ET tumour labels"),
+    "brats2020-nifti": _Loader("brats", "load_brats2020_nifti", True,
+                               "BraTS 2020 official NIfTI volumes sliced axially, labels 0/1/2/4 -> 0..3"),
+    "uw-madison-gi": _Loader("uw_madison", "load_uw_madison_gi", True,
+                             "UW-Madison GI tract MRI, 16-bit PNG slices with RLE masks from train.csv"),
+    "brain-tumor-mri": _Loader("brain_tumor_mri", "load_brain_tumor_mri", True,
+                               "brain tumour MRI classification (glioma/meningioma/notumor/pituitary folders)"),
 }
 
 
 def available() -> dict[str, str]:
     """Loader names with a one-line description each."""
-    return {name: description for name, (_, _, description) in _LOADERS.items()}
+    return {name: loader.description for name, loader in _LOADERS.items()}
 
 
 def load(name: str, data_dir: str | None = None, **options: Any) -> datasets.DatasetDict:
-    """Load the dataset `name` from `data_dir` (in its publisher's layout) as a `DatasetDict`."""
-    if name not in _LOADERS:
+    """Load the dataset `name` from `data_dir` (in its publisher's layout) as a `DatasetDict`.
+
+    Common options: `validation_fraction`, `seed`, `cache_dir`, `num_proc`, `streaming`, `skip_bad`; see each
+    loader's docstring (`help(hfseg.data.loader_function(name))`) for its own.
+    """
+    loader = _LOADERS.get(name)
+    if loader is None:
         raise ValueError(f"Unknown dataset {name!r}; available: {', '.join(_LOADERS)}.")
-    loader, needs_dir, _ = _LOADERS[name]
-    if needs_dir:
+    function = loader_function(name)
+    if loader.needs_dir:
         if data_dir is None:
             raise ValueError(f"Dataset {name!r} needs data_dir, the folder holding its files.")
-        return loader(data_dir, **options)
+        return function(data_dir, **options)
     if data_dir is not None:
         raise ValueError(f"Dataset {name!r} is built in and takes no data_dir.")
-    return loader(**options)
+    return function(**options)
 
 
-__all__ = ["DEMO_ID2LABEL", "available", "group_split", "id2label", "load", "segmentation_features"]
+def loader_function(name: str):
+    """The function behind `load(name, ...)`, for its docstring and signature."""
+    if name not in _LOADERS:
+        raise ValueError(f"Unknown dataset {name!r}; available: {', '.join(_LOADERS)}.")
+    loader = _LOADERS[name]
+    return getattr(import_module(f".{loader.module}", __name__), loader.function)
+
+
+__all__ = ["DEMO_ID2LABEL", "DatasetFormatError", "available", "classification_features", "group_split",
+           "id2label", "load", "loader_function", "segmentation_features"]

@@ -15,22 +15,16 @@ prevent leaks between slices of one patient: give a pattern whenever the names c
 from __future__ import annotations
 
 import re
-import warnings
 from pathlib import Path
-from typing import Any
 
 import datasets
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
+from .common import DatasetFormatError, build_splits, check_same_size, read_image, skipping
 from .features import classes_present, segmentation_features
 from .splits import group_split
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-
-
-class DatasetFormatError(ValueError):
-    """A dataset file or folder does not follow the expected layout; the message names the file and the fix."""
 
 
 def _files(folder: Path) -> dict[str, Path]:
@@ -62,14 +56,6 @@ def pair_files(image_dir: Path, mask_dir: Path, mask_suffix: str = "") -> list[t
     return [(stem, images[stem], by_stem[stem]) for stem in sorted(images)]
 
 
-def _read(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image)
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise DatasetFormatError(f"Cannot read {path}: corrupt or not an image ({err}). Replace or remove it.") from err
-
-
 def map_mask(mask: np.ndarray, path: Path, num_classes: int, value_map: dict[int, int] | None,
              threshold: float | None) -> np.ndarray:
     """Class indices (uint8) from a raw mask, or a `DatasetFormatError` naming the file and the bad values."""
@@ -98,23 +84,16 @@ def map_mask(mask: np.ndarray, path: Path, num_classes: int, value_map: dict[int
     return mask.astype(np.uint8)
 
 
-def _generate(pairs, num_classes, value_map, threshold, group_pattern, skip_bad, report):
-    for stem, image_path, mask_path in pairs:
-        try:
-            image, mask = _read(image_path), _read(mask_path)
-            if image.shape[:2] != mask.shape[:2]:
-                raise DatasetFormatError(
-                    f"Image {image_path} is {image.shape[:2]} but its mask {mask_path} is {mask.shape[:2]} "
-                    "(rows, cols): masks must match their image pixel for pixel."
-                )
-            label = map_mask(mask, mask_path, num_classes, value_map, threshold)
-        except DatasetFormatError as err:
-            if not skip_bad:
-                raise
-            report["skipped"].append(str(err))
-            continue
-        yield {"image": image, "label": label, "case_id": _group(stem, group_pattern),
-               "classes": classes_present(label)}
+def _generate(items, num_classes, value_map, threshold, group_pattern, skip_bad):
+    def read(item):
+        stem, image_path, mask_path = item
+        image, mask = read_image(image_path), read_image(mask_path)
+        check_same_size(image, mask, image_path, mask_path)
+        label = map_mask(mask, mask_path, num_classes, value_map, threshold)
+        return {"image": image, "label": label, "case_id": _group(stem, group_pattern),
+                "classes": classes_present(label)}
+
+    yield from skipping("image-mask-folder", items, read, skip_bad)
 
 
 def _group(stem: str, pattern: str | None) -> str:
@@ -139,11 +118,14 @@ def load_image_mask_folder(
     seed: int = 0,
     skip_bad: bool = False,
     cache_dir: str | None = None,
-) -> datasets.DatasetDict:
+    num_proc: int | None = None,
+    streaming: bool = False,
+) -> datasets.DatasetDict | datasets.IterableDatasetDict:
     """Load the generic images/masks layout (see the module docstring) as a `DatasetDict`.
 
     `skip_bad=True` skips unreadable or inconsistent pairs instead of failing; they are counted and reported in a
     warning. Without it the first bad pair raises a `DatasetFormatError` naming the file and the fix.
+    `num_proc` reads files in parallel when building the cache; `streaming=True` reads them lazily instead.
     """
     root = Path(data_dir)
     if not root.is_dir():
@@ -158,27 +140,7 @@ def load_image_mask_folder(
         groups = [_group(stem, group_pattern) for stem, _, _ in pairs]
         train, validation = group_split(groups, validation_fraction, seed)
         split_pairs = {"train": [pairs[i] for i in train], "validation": [pairs[i] for i in validation]}
-    result = {}
-    for split, pairs in split_pairs.items():
-        if not pairs:
-            continue  # e.g. validation_fraction=0
-        report: dict[str, list[str]] = {"skipped": []}
-        # Tuples, not lists: `datasets` would treat lists in gen_kwargs as shards.
-        kwargs: dict[str, Any] = dict(pairs=tuple(pairs), num_classes=len(id2label), value_map=value_map,
-                                      threshold=threshold, group_pattern=group_pattern, skip_bad=skip_bad,
-                                      report=report)
-        try:
-            result[split] = datasets.Dataset.from_generator(_generate, features=features, gen_kwargs=kwargs,
-                                                            cache_dir=cache_dir, split=datasets.Split(split))
-        except datasets.exceptions.DatasetGenerationError as err:
-            cause = err.__cause__ or err.__context__
-            if isinstance(cause, DatasetFormatError):
-                raise cause from None
-            raise
-        # Counted from the row count, so a reload from the cache (no generator run) still reports the skips.
-        count = len(pairs) - len(result[split])
-        if count:
-            details = "; ".join(report["skipped"][:5]) or "details were printed when the cache was built"
-            warnings.warn(f"image-mask-folder: skipped {count} of {len(pairs)} {split} pairs: {details}",
-                          stacklevel=2)
-    return datasets.DatasetDict(result)
+    return build_splits("image-mask-folder", _generate, split_pairs, features, cache_dir=cache_dir,
+                        num_proc=num_proc, streaming=streaming,
+                        gen_kwargs=dict(num_classes=len(id2label), value_map=value_map, threshold=threshold,
+                                        group_pattern=group_pattern, skip_bad=skip_bad))

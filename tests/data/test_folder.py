@@ -100,8 +100,31 @@ def test_missing_and_empty_folders(tmp_path):
 def test_skip_bad_counts_and_reports(tmp_path):
     write_fixture(tmp_path / "d", patients=2)
     (tmp_path / "d" / "images" / "case0_slice002.png").write_bytes(b"not a png")
-    with pytest.warns(UserWarning, match=r"skipped 1 of \d+ \w+ pairs: Cannot read"):
+    with pytest.warns(UserWarning) as record:
         ds = load(tmp_path / "d", skip_bad=True, validation_fraction=0.0)
+    messages = [str(w.message) for w in record]
+    assert any("skipping an item: Cannot read" in m and "case0_slice002.png" in m for m in messages)
+    assert any("skipped 1 of 8 train items" in m for m in messages)
     assert len(ds["train"]) == 7
-    with pytest.warns(UserWarning, match=r"skipped 1 of 8 train pairs"):  # also when read back from the cache
+    with pytest.warns(UserWarning, match=r"skipped 1 of 8 train items"):  # also when read back from the cache
         load(tmp_path / "d", skip_bad=True, validation_fraction=0.0)
+
+
+def test_num_proc_gives_the_same_rows(tmp_path):
+    write_fixture(tmp_path / "d")
+    one = load(tmp_path / "d")
+    two = load(tmp_path / "d", num_proc=2, cache_dir=str(tmp_path / "cache2"))
+    assert sorted(one["train"]["case_id"]) == sorted(two["train"]["case_id"])
+    key = lambda row: np.asarray(row["image"]).tobytes()  # noqa: E731
+    for a, b in zip(sorted(one["train"], key=key), sorted(two["train"], key=key)):
+        np.testing.assert_array_equal(np.asarray(a["label"]), np.asarray(b["label"]))
+
+
+def test_streaming_reads_lazily_the_same_rows(tmp_path):
+    write_fixture(tmp_path / "d")
+    stream = load(tmp_path / "d", streaming=True, cache_dir=str(tmp_path / "unused"))
+    assert not (tmp_path / "unused").exists()  # nothing written: files are read as the rows are consumed
+    cached = load(tmp_path / "d")
+    rows = list(stream["validation"])
+    assert len(rows) == len(cached["validation"])
+    np.testing.assert_array_equal(np.asarray(rows[0]["label"]), np.asarray(cached["validation"][0]["label"]))
