@@ -1,0 +1,255 @@
+"""The recipe's configuration: nested dataclasses, read from YAML, overridden by dotted `key=value` pairs.
+
+```yaml
+model: {name: attention-unet, kwargs: {base_channels: 16}}
+data: {dataset: demo, size: [128, 128]}
+optim: {name: adam, lr: 1.0e-3}
+train: {epochs: 10, batch_size: 8}
+```
+`load_config("recipes/configs/x.yaml", ["optim.lr=3e-4", "model.name=segformer-b0"])`: values are parsed as YAML
+(`3e-4` is a float, `[1, 2]` a list, `null` None). An unknown key is an error listing the valid keys of its section.
+The resolved config is saved with every run (`config.yaml`), and a run is reproduced from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+LOSSES = ("ce", "dice", "dice_ce", "focal")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("none", "exponential", "step", "multistep", "cosine", "polynomial")
+PRECISIONS = ("no", "fp16", "bf16")
+
+
+@dataclass
+class ModelSection:
+    """Which model: a zoo name (`attention-unet`, `segformer-b0`, ...) or a checkpoint folder / Hub id."""
+
+    name: str = "attention-unet"
+    pretrained: bool | str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)  # config fields overriding the preset
+    channels_last: bool = False
+    compile: bool = False
+
+
+@dataclass
+class DataSection:
+    """Which dataset (a `hfseg.data.load` name), its options, and the image processor's normalization."""
+
+    dataset: str = "demo"
+    data_dir: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # passed to hfseg.data.load
+    train_split: str = "train"
+    eval_split: str = "validation"
+    size: list[int] | None = None  # [height, width] the network sees; None keeps the native size
+    normalization: str | None = None  # None: zscore for U-Nets, ImageNet mean/std for pretrained transformers
+    processor: dict[str, Any] = field(default_factory=dict)  # other UNetImageProcessor fields
+    num_workers: int = 0
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+
+
+@dataclass
+class LossSection:
+    """Training loss; see `hfseg.models.unet.loss_unet` for the Dice policy on absent classes."""
+
+    name: str = "dice_ce"
+    class_weights: list[float] | None = None
+    ignore_index: int = 255
+    include_background: bool = False
+    dice_smooth: float = 1e-5
+    focal_gamma: float = 2.0
+
+
+@dataclass
+class OptimSection:
+    name: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # SGD
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+
+
+@dataclass
+class SchedulerSection:
+    """Learning-rate schedule, stepped every optimizer step (epoch-based ones are converted to steps)."""
+
+    name: str = "none"
+    gamma: float = 0.1  # exponential: factor per epoch; step/multistep: factor at each decay
+    step_size: int = 10  # step: epochs between decays
+    milestones: list[int] = field(default_factory=list)  # multistep: epochs
+    power: float = 0.9  # polynomial
+    min_lr_ratio: float = 0.0  # cosine/polynomial floor, as a fraction of lr
+    warmup_steps: int = 0  # linear warm-up from 0 before the schedule
+
+
+@dataclass
+class TrainSection:
+    output_dir: str = "runs/demo"
+    epochs: int = 10
+    max_steps: int | None = None  # stops early when reached (counts optimizer steps)
+    batch_size: int = 8
+    eval_batch_size: int | None = None
+    gradient_accumulation_steps: int = 1
+    max_grad_norm: float | None = 1.0
+    mixed_precision: str = "no"
+    seed: int = 0
+    ema_decay: float | None = None  # e.g. 0.999: evaluate and save an exponential moving average of the weights
+    metric: str = "mean_foreground_dice"  # validation metric for the best checkpoint and early stopping
+    early_stopping_patience: int | None = None  # epochs without improvement before stopping
+    checkpointing: str | int = "epoch"  # "epoch", or every N optimizer steps
+    checkpoints_total_limit: int | None = 2
+    resume: str | None = None  # a checkpoint folder or "latest"
+    eval_every: int = 1  # epochs
+    panels: int = 2  # validation images in the per-epoch prediction panel (0: none)
+    log_every: int = 10  # steps between tracker logs
+    report_to: str | None = "tensorboard"
+    push_to_hub: bool = False
+    hub_model_id: str | None = None
+
+
+@dataclass
+class RecipeConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    augment: dict[str, Any] = field(default_factory=dict)  # hfseg.data.transforms.AugmentConfig fields
+    loss: LossSection = field(default_factory=LossSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    scheduler: SchedulerSection = field(default_factory=SchedulerSection)
+    train: TrainSection = field(default_factory=TrainSection)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+# Keys whose values are free-form mappings (their inner keys are checked by the code that consumes them).
+_FREE = {"model.kwargs", "data.options", "data.processor", "augment"}
+
+
+def _section_type(cls: type, name: str) -> type | None:
+    hints = {f.name: f for f in fields(cls)}
+    default = hints[name].default_factory if hints[name].default_factory is not dataclasses.MISSING else None
+    if default is not None:
+        value = default()
+        if dataclasses.is_dataclass(value):
+            return type(value)
+    return None
+
+
+def _build(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(values, Mapping):
+        raise ValueError(f"Config section {prefix or 'root'!r} must be a mapping, got {values!r}.")
+    valid = [f.name for f in fields(cls)]
+    unknown = [k for k in values if k not in valid]
+    if unknown:
+        where = f"section {prefix!r}" if prefix else "the top level"
+        raise ValueError(f"Unknown config key {prefix + '.' if prefix else ''}{unknown[0]!r} in {where}; valid keys: "
+                         f"{', '.join(valid)}.")
+    kwargs = {}
+    for key, value in values.items():
+        sub = _section_type(cls, key)
+        path = f"{prefix}.{key}" if prefix else key
+        if sub is not None:
+            kwargs[key] = _build(sub, value or {}, path)
+        elif path in _FREE and value is not None and not isinstance(value, Mapping):
+            raise ValueError(f"Config key {path!r} must be a mapping, got {value!r}.")
+        elif path not in _FREE and isinstance(value, Mapping):
+            raise ValueError(f"Config key {path!r} is not a section; it takes a single value, got {dict(value)!r}.")
+        else:
+            kwargs[key] = dict(value) if path in _FREE else value
+    return cls(**kwargs)
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node: Any = tree
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ValueError(f"Cannot set {key!r}: {'.'.join(parts[: i + 1])!r} is not a section.")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """`"optim.lr=3e-4"` -> `("optim.lr", 0.0003)`; the value is parsed as YAML."""
+    if "=" not in item:
+        raise ValueError(f"Override {item!r} is not key=value (e.g. optim.lr=3e-4).")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ValueError(f"Override {item!r} has an empty key.")
+    value = yaml.safe_load(raw) if raw.strip() else None
+    if isinstance(value, str) and _looks_numeric(value):
+        value = float(value)  # YAML 1.1 reads "3e-4" (no dot) as a string
+    return key, value
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
+                values: Mapping[str, Any] | None = None) -> RecipeConfig:
+    """A validated `RecipeConfig` from defaults, then the YAML file `path`, then `values`, then `overrides`."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"Config file {path} does not exist.")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"Config file {path} must hold a mapping of sections, got {type(loaded).__name__}.")
+        tree = loaded
+    for key, value in (values or {}).items():
+        _set_dotted(tree, key, value)
+    for item in overrides:
+        _set_dotted(tree, *parse_override(item))
+    config = _build(RecipeConfig, tree, "")
+    validate(config)
+    return config
+
+
+def validate(config: RecipeConfig) -> None:
+    """Raise `ValueError` for values no run can use, naming the key and the allowed values."""
+    checks = [
+        ("loss.name", config.loss.name, LOSSES),
+        ("optim.name", config.optim.name, OPTIMIZERS),
+        ("scheduler.name", config.scheduler.name, SCHEDULERS),
+        ("train.mixed_precision", config.train.mixed_precision, PRECISIONS),
+    ]
+    for key, value, allowed in checks:
+        if value not in allowed:
+            raise ValueError(f"{key}={value!r} is not allowed; choose one of {', '.join(allowed)}.")
+    t = config.train
+    positive = {"train.epochs": t.epochs, "train.batch_size": t.batch_size,
+                "train.gradient_accumulation_steps": t.gradient_accumulation_steps, "train.eval_every": t.eval_every,
+                "optim.lr": config.optim.lr}
+    for key, value in positive.items():
+        if not isinstance(value, (int, float)) or value <= 0:
+            raise ValueError(f"{key} must be a positive number, got {value!r}.")
+    if t.max_steps is not None and t.max_steps <= 0:
+        raise ValueError(f"train.max_steps must be positive or null, got {t.max_steps}.")
+    if not (t.checkpointing == "epoch" or (isinstance(t.checkpointing, int) and t.checkpointing > 0)):
+        raise ValueError(f"train.checkpointing must be 'epoch' or a positive number of steps, got {t.checkpointing!r}.")
+    if t.ema_decay is not None and not 0 < t.ema_decay < 1:
+        raise ValueError(f"train.ema_decay must be in (0, 1), got {t.ema_decay}.")
+    size = config.data.size
+    if size is not None and (len(size) != 2 or min(size) <= 0):
+        raise ValueError(f"data.size must be [height, width], got {size!r}.")
+    if t.push_to_hub and not t.hub_model_id:
+        raise ValueError("train.push_to_hub needs train.hub_model_id (e.g. your-name/unet-demo).")

@@ -1,0 +1,119 @@
+"""What a run writes besides checkpoints: history.csv, metrics.json, curve plots, prediction panels and their GIF."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+# Distinct colours for up to 10 classes (background black); more classes cycle.
+PALETTE = np.array([[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
+                    [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60]], dtype=np.uint8)
+
+
+def colorize(label: np.ndarray) -> np.ndarray:
+    """(H, W) class indices -> (H, W, 3) uint8 colours."""
+    return PALETTE[np.asarray(label) % len(PALETTE)]
+
+
+def write_history(path: Path, history: Sequence[Mapping[str, Any]]) -> None:
+    """One row per epoch; columns are the union of the keys, in first-seen order."""
+    columns: list[str] = []
+    for row in history:
+        columns += [k for k in row if k not in columns]
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None  # JSON has no NaN; an undefined metric is null
+        if isinstance(value, Mapping):
+            return {str(k): clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        if isinstance(value, torch.Tensor):
+            return clean(value.tolist())
+        if isinstance(value, np.generic):
+            return clean(value.item())
+        return value
+
+    path.write_text(json.dumps(clean(dict(data)), indent=2))
+
+
+def plot_curves(path: Path, history: Sequence[Mapping[str, Any]], metric: str) -> None:
+    """Loss (train/validation) and the validation metric against the epoch, as one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, name in (("train_loss", "train"), ("eval_loss", "validation")):
+        values = [row.get(key) for row in history]
+        if any(v is not None and v == v for v in values):
+            ax_loss.plot(epochs, [np.nan if v is None else v for v in values], marker="o", label=name)
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
+    ax_loss.legend()
+    values = [row.get(f"eval_{metric}") for row in history]
+    ax_metric.plot(epochs, [np.nan if v is None else v for v in values], marker="o", color="tab:green")
+    ax_metric.set(xlabel="epoch", ylabel=metric, title=f"Validation {metric}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _display(image: torch.Tensor) -> np.ndarray:
+    """First channel (or the RGB channels) of a (C, H, W) image, min-max scaled to uint8."""
+    array = image[:3] if image.shape[0] == 3 else image[:1]
+    array = array.float()
+    low, high = array.min(), array.max()
+    array = ((array - low) / (high - low + 1e-8) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+    return np.repeat(array, 3, axis=2) if array.shape[2] == 1 else array
+
+
+def _heatmap(attention: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """An attention map (H', W') in [0, 1], resized to `size`, as a red-yellow RGB image."""
+    a = torch.nn.functional.interpolate(attention[None, None].float(), size=size, mode="bilinear",
+                                        align_corners=False)[0, 0].clamp(0, 1).cpu().numpy()
+    return (np.stack([np.ones_like(a), a, np.zeros_like(a)], axis=-1) * 255 * a[..., None] ** 0.5).astype(np.uint8)
+
+
+def prediction_panel(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor,
+                     attentions: torch.Tensor | None = None, title: str = "") -> Image.Image:
+    """Rows of image | ground truth | prediction (| attention map) for a few validation images."""
+    rows = []
+    for i in range(images.shape[0]):
+        base = _display(images[i])
+        tiles = [base, colorize(labels[i].cpu().numpy().clip(0)), colorize(preds[i].cpu().numpy())]
+        if attentions is not None:
+            heat = _heatmap(attentions[i], base.shape[:2])
+            tiles.append((0.5 * base + 0.5 * heat).astype(np.uint8))
+        rows.append(np.concatenate([np.pad(t, ((2, 2), (2, 2), (0, 0)), constant_values=255) for t in tiles], axis=1))
+    panel = Image.fromarray(np.concatenate(rows, axis=0))
+    if title:
+        from PIL import ImageDraw
+
+        canvas = Image.new("RGB", (panel.width, panel.height + 14), "white")
+        canvas.paste(panel, (0, 14))
+        ImageDraw.Draw(canvas).text((2, 1), title, fill="black")
+        panel = canvas
+    return panel
+
+
+def write_gif(path: Path, frames: Sequence[Path], duration_ms: int = 600) -> None:
+    """An animated GIF of the per-epoch panels, in order."""
+    images = [Image.open(frame).convert("RGB") for frame in frames]
+    if images:
+        images[0].save(path, save_all=True, append_images=images[1:], duration=duration_ms, loop=0)

@@ -1,0 +1,365 @@
+"""The training loop behind `recipes/train.py`: any zoo model, any `hfseg.data` dataset, one or many processes.
+
+Reads top to bottom like accelerate's examples: Accelerator, data, model, optimizer and schedule, `prepare`,
+resume, then per epoch train / evaluate / write / checkpoint. Accelerate does the device, precision, gradient
+accumulation and process work; everything written to disk is written by the main process only.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm.auto import tqdm
+
+from ..metrics import SegmentationMetrics
+from ..models.unet.loss_unet import segmentation_loss
+from ..models.zoo import create_model
+from .config import RecipeConfig
+from .data import build_dataloaders, load_recipe_data
+from .optim import build_optimizer, build_scheduler
+from .report import plot_curves, prediction_panel, write_gif, write_history, write_json
+
+
+@dataclass
+class TrainState:
+    """Progress saved with every checkpoint, so a resumed run continues at the exact step."""
+
+    epoch: int = 0  # completed epochs
+    batch_in_epoch: int = 0  # batches of the current epoch already trained
+    step: int = 0  # optimizer steps
+    best: float | None = None
+    best_epoch: int | None = None
+    epochs_without_improvement: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def state_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+
+def logits_at(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Logits resized (bilinearly) to the label size; models like Segformer predict at 1/4 resolution."""
+    if tuple(logits.shape[-2:]) == tuple(size):
+        return logits
+    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+
+def predict(logits: torch.Tensor) -> torch.Tensor:
+    """Class indices from logits: argmax, or sigmoid > 0.5 for a binary (one-channel) model."""
+    return (logits[:, 0] > 0).long() if logits.shape[1] == 1 else logits.argmax(1)
+
+
+def _loss(cfg: RecipeConfig, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    c = cfg.loss
+    return segmentation_loss(logits.float(), labels, loss=c.name, ignore_index=c.ignore_index,
+                             class_weights=c.class_weights, dice_smooth=c.dice_smooth,
+                             include_background=c.include_background, focal_gamma=c.focal_gamma)
+
+
+def _checkpoint_dirs(output_dir: Path) -> list[Path]:
+    folder = output_dir / "checkpoints"
+    return sorted(folder.glob("step_*"), key=lambda p: int(p.name.split("_")[1])) if folder.is_dir() else []
+
+
+def resolve_resume(resume: str | None, output_dir: Path) -> Path | None:
+    """The checkpoint folder to resume from: a path, or `latest` in the run's checkpoints/."""
+    if resume is None:
+        return None
+    if resume == "latest":
+        found = _checkpoint_dirs(output_dir)
+        if not found:
+            raise FileNotFoundError(f"--resume latest: no checkpoints in {output_dir / 'checkpoints'}.")
+        return found[-1]
+    path = Path(resume)
+    if not path.is_dir():
+        raise FileNotFoundError(f"--resume {resume}: not a checkpoint folder.")
+    return path
+
+
+class Trainer:
+    """One training run; `Trainer(cfg).fit()` returns the final metrics."""
+
+    def __init__(self, cfg: RecipeConfig) -> None:
+        self.cfg = cfg
+        t = cfg.train
+        self.output_dir = Path(t.output_dir)
+        self.accelerator = Accelerator(
+            mixed_precision=t.mixed_precision,
+            gradient_accumulation_steps=t.gradient_accumulation_steps,
+            log_with=t.report_to,
+            project_config=ProjectConfiguration(project_dir=str(self.output_dir),
+                                                logging_dir=str(self.output_dir / "logs")),
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=t.seed),
+            step_scheduler_with_optimizer=False,
+        )
+        set_seed(t.seed)
+        with self.accelerator.main_process_first():  # the dataset cache is built once
+            self.data = load_recipe_data(cfg)
+        self.train_loader, self.eval_loader = build_dataloaders(cfg, self.data)
+        self.model = create_model(cfg.model.name, id2label=self.data.id2label, num_channels=self.data.num_channels,
+                                  pretrained=cfg.model.pretrained, **cfg.model.kwargs)
+        if cfg.model.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = build_optimizer(self.model.parameters(), cfg.optim)
+        batches = math.ceil(len(self.data.train) / (t.batch_size * self.accelerator.num_processes))
+        self.steps_per_epoch = max(math.ceil(batches / t.gradient_accumulation_steps), 1)
+        self.total_steps = t.epochs * self.steps_per_epoch
+        if t.max_steps:
+            self.total_steps = min(self.total_steps, t.max_steps)
+        self.scheduler = build_scheduler(self.optimizer, cfg.scheduler, self.steps_per_epoch, self.total_steps)
+        self.model, self.optimizer, self.train_loader = self.accelerator.prepare(
+            self.model, self.optimizer, self.train_loader)
+        if self.eval_loader is not None:
+            self.eval_loader = self.accelerator.prepare(self.eval_loader)
+        if cfg.model.compile:
+            self.model = torch.compile(self.model)
+        self.ema = None
+        if t.ema_decay:
+            self.ema = AveragedModel(self.accelerator.unwrap_model(self.model),
+                                     multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay), use_buffers=True)
+            self.accelerator.register_for_checkpointing(self.ema)
+        self.state = TrainState()
+        self.accelerator.register_for_checkpointing(self.scheduler, self.state)
+        self.num_labels = len(self.data.id2label)
+
+    # -- helpers -----------------------------------------------------------------------------------------------
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def _eval_model(self) -> torch.nn.Module:
+        return self.ema.module if self.ema is not None else self.accelerator.unwrap_model(self.model)
+
+    def _inputs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        x = batch["pixel_values"]
+        return x.to(memory_format=torch.channels_last) if self.cfg.model.channels_last else x
+
+    def _metrics(self) -> SegmentationMetrics:
+        return SegmentationMetrics(num_classes=max(self.num_labels, 2), ignore_index=self.cfg.loss.ignore_index,
+                                   id2label=self.data.id2label if self.num_labels > 1 else None)
+
+    def save_checkpoint(self) -> None:
+        """`accelerator.save_state` into checkpoints/step_N, keeping the newest `checkpoints_total_limit`."""
+        folder = self.output_dir / "checkpoints" / f"step_{self.state.step:07d}"
+        self.accelerator.save_state(str(folder))
+        limit = self.cfg.train.checkpoints_total_limit
+        if self.is_main and limit:
+            for old in _checkpoint_dirs(self.output_dir)[:-limit]:
+                shutil.rmtree(old, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+
+    def save_model(self, name: str) -> Path:
+        """The evaluated weights (EMA if on) and the image processor as a `save_pretrained` folder."""
+        folder = self.output_dir / name
+        if self.is_main:
+            model = self._eval_model()
+            model.save_pretrained(folder, is_main_process=True)
+            self.data.processor.save_pretrained(folder)
+        self.accelerator.wait_for_everyone()
+        return folder
+
+    # -- evaluation --------------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def evaluate(self, epoch: int) -> dict[str, Any]:
+        """Loss and metrics over the whole evaluation split (each image once, across processes)."""
+        model = self._eval_model()
+        was_training = model.training
+        model.eval()
+        metrics = self._metrics()
+        loss_sum, count = torch.zeros((), device=self.accelerator.device), 0
+        panel = None
+        for batch in tqdm(self.eval_loader, desc=f"eval {epoch}", leave=False, disable=not self.is_main):
+            labels = batch["labels"]
+            with self.accelerator.autocast():
+                out = model(pixel_values=self._inputs(batch), output_attentions=self._wants_attention(model)
+                            and panel is None)
+            logits = logits_at(out.logits, labels.shape[-2:])
+            loss = _loss(self.cfg, logits, labels)
+            preds = predict(logits)
+            preds, labels, losses = self.accelerator.gather_for_metrics(
+                (preds, labels, loss.detach().expand(preds.shape[0])))
+            loss_sum += losses.sum()
+            count += losses.numel()
+            metrics.update(preds, labels)
+            if panel is None and self.cfg.train.panels:
+                n = self.cfg.train.panels
+                attention = getattr(out, "attentions", None)
+                attention = attention[-1][:n, 0] if attention else None  # the finest gate
+                panel = (batch["pixel_values"][:n], batch["labels"][:n], predict(logits)[:n], attention)
+        model.train(was_training)
+        result = metrics.compute()
+        result["loss"] = (loss_sum / max(count, 1)).item()
+        if panel is not None and self.is_main:
+            folder = self.output_dir / "panels"
+            folder.mkdir(parents=True, exist_ok=True)
+            metric = self.cfg.train.metric
+            title = f"epoch {epoch}  {metric} {result.get(metric, float('nan')):.3f}"
+            prediction_panel(*panel, title=title).save(folder / f"epoch_{epoch:03d}.png")
+        return result
+
+    @staticmethod
+    def _wants_attention(model: torch.nn.Module) -> bool:
+        return getattr(model.config, "attention", None) == "gate"
+
+    # -- training ----------------------------------------------------------------------------------------------
+    def resume(self) -> None:
+        path = resolve_resume(self.cfg.train.resume, self.output_dir)
+        if path is None:
+            return
+        self.accelerator.load_state(str(path))
+        self.accelerator.print(f"Resumed from {path}: epoch {self.state.epoch}, step {self.state.step}.")
+
+    def _record_epoch(self, epoch: int, train_loss: float, result: dict[str, Any] | None, seconds: float) -> bool:
+        """Add the epoch to the history, update best/early stopping, write files; True to stop early."""
+        t = self.cfg.train
+        row: dict[str, Any] = {"epoch": epoch, "step": self.state.step, "train_loss": train_loss,
+                               "lr": self.scheduler.get_last_lr()[0], "seconds": round(seconds, 2)}
+        stop = False
+        if result is not None:
+            row.update({f"eval_{k}": v for k, v in result.items() if isinstance(v, (int, float))})
+            value = result.get(t.metric)
+            if value is None:
+                raise ValueError(f"train.metric={t.metric!r} is not computed; available: "
+                                 f"{', '.join(k for k, v in result.items() if isinstance(v, (int, float)))}.")
+            if value == value and (self.state.best is None or value > self.state.best):
+                self.state.best, self.state.best_epoch = float(value), epoch
+                self.state.epochs_without_improvement = 0
+                self.save_model("best")
+                if self.is_main:
+                    write_json(self.output_dir / "best" / "metrics.json", {"epoch": epoch, **result})
+            else:
+                self.state.epochs_without_improvement += 1
+                stop = bool(t.early_stopping_patience and
+                            self.state.epochs_without_improvement >= t.early_stopping_patience)
+        self.state.history.append(row)
+        self.accelerator.log({k: v for k, v in row.items() if isinstance(v, (int, float)) and k != "epoch"},
+                             step=self.state.step)
+        if self.is_main:
+            write_history(self.output_dir / "history.csv", self.state.history)
+            if result is not None:
+                plot_curves(self.output_dir / "curves.png", self.state.history, t.metric)
+        return stop
+
+    def fit(self) -> dict[str, Any]:
+        cfg, t, acc = self.cfg, self.cfg.train, self.accelerator
+        if self.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            cfg.save(self.output_dir / "config.yaml")
+        if t.report_to:
+            acc.init_trackers("tensorboard", config=_flat_config(cfg))
+        self.resume()
+        start = time.perf_counter()
+        bar = tqdm(total=self.total_steps, initial=self.state.step, desc="train", disable=not self.is_main)
+        done = self.state.step >= self.total_steps
+        result: dict[str, Any] | None = None
+        while not done and self.state.epoch < t.epochs:
+            epoch = self.state.epoch
+            epoch_start = time.perf_counter()
+            self.train_loader.set_epoch(epoch)
+            loader = self.train_loader
+            if self.state.batch_in_epoch:
+                loader = acc.skip_first_batches(self.train_loader, self.state.batch_in_epoch)
+            self.model.train()
+            running, seen = 0.0, 0
+            train_metrics = self._metrics()
+            for batch in loader:
+                with acc.accumulate(self.model):
+                    with acc.autocast():
+                        logits = self.model(pixel_values=self._inputs(batch)).logits
+                    logits = logits_at(logits, batch["labels"].shape[-2:])
+                    loss = _loss(cfg, logits, batch["labels"])
+                    acc.backward(loss)
+                    if acc.sync_gradients and t.max_grad_norm:
+                        acc.clip_grad_norm_(self.model.parameters(), t.max_grad_norm)
+                    self.optimizer.step()
+                    self.optimizer.zero_grad()
+                self.state.batch_in_epoch += 1
+                running += loss.item()
+                seen += 1
+                train_metrics.update(predict(logits.detach()), batch["labels"])
+                if not acc.sync_gradients:
+                    continue
+                self.scheduler.step()
+                self.state.step += 1
+                if self.ema is not None:
+                    self.ema.update_parameters(acc.unwrap_model(self.model))
+                bar.update(1)
+                if self.state.step % t.log_every == 0 or self.state.step == 1:
+                    running_metric = train_metrics.compute().get(t.metric, float("nan"))
+                    bar.set_postfix(loss=f"{running / seen:.4f}", **{t.metric: f"{running_metric:.3f}"})
+                    acc.log({"train/loss": loss.item(), "train/lr": self.scheduler.get_last_lr()[0]},
+                            step=self.state.step)
+                if isinstance(t.checkpointing, int) and self.state.step % t.checkpointing == 0:
+                    self.save_checkpoint()
+                if self.state.step >= self.total_steps:
+                    done = True
+                    break
+            finished_epoch = not done or self.state.batch_in_epoch >= len(self.train_loader)
+            self.state.epoch += 1 if finished_epoch else 0
+            self.state.batch_in_epoch = 0 if finished_epoch else self.state.batch_in_epoch
+            result = None
+            if self.eval_loader is not None and (epoch % t.eval_every == t.eval_every - 1 or done
+                                                 or self.state.epoch >= t.epochs):
+                result = self.evaluate(epoch)
+            stop = self._record_epoch(epoch, running / max(seen, 1), result, time.perf_counter() - epoch_start)
+            if t.checkpointing == "epoch" or done or stop:
+                self.save_checkpoint()
+            if stop:
+                acc.print(f"Early stopping: no {t.metric} improvement for {t.early_stopping_patience} epochs.")
+                break
+        bar.close()
+        return self._finish(result, time.perf_counter() - start)
+
+    def _finish(self, result: dict[str, Any] | None, seconds: float) -> dict[str, Any]:
+        t = self.cfg.train
+        final = self.save_model("final")
+        summary = {"model": self.cfg.model.name, "dataset": self.cfg.data.dataset, "epochs": self.state.epoch,
+                   "steps": self.state.step, "seconds": round(seconds, 1), "metric": t.metric,
+                   "best": self.state.best, "best_epoch": self.state.best_epoch, "final": result or {},
+                   "output_dir": str(self.output_dir)}
+        if self.is_main:
+            write_json(self.output_dir / "metrics.json", summary)
+            frames = sorted((self.output_dir / "panels").glob("epoch_*.png"))
+            write_gif(self.output_dir / "panels.gif", frames)
+        self.accelerator.end_training()
+        best = (f"best validation {t.metric} {self.state.best:.4f} at epoch {self.state.best_epoch}"
+                if self.state.best is not None else "no validation split")
+        where = self.output_dir / "best" if self.state.best is not None else final
+        self.accelerator.print(
+            f"Trained {self.cfg.model.name} on {self.cfg.data.dataset}: {self.state.epoch} epochs, "
+            f"{self.state.step} steps in {seconds:.0f} s; {best}; model saved to {where}")
+        return summary
+
+
+def _flat_config(cfg: RecipeConfig) -> dict[str, Any]:
+    """Scalars of the config with dotted keys (what TensorBoard's hparams accept)."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(f"{prefix}.{key}" if prefix else key, value)
+        elif isinstance(node, (int, float, str, bool)):
+            flat[prefix] = node
+        elif node is not None:
+            flat[prefix] = str(node)
+
+    walk("", cfg.to_dict())
+    return flat
+
+
+def train(cfg: RecipeConfig) -> dict[str, Any]:
+    """Run the recipe described by `cfg`; returns the summary also written to metrics.json."""
+    return Trainer(cfg).fit()
