@@ -123,7 +123,7 @@ class UNetImageProcessor(BaseImageProcessor):
             raise ValueError(f"An image must have 2 or 3 dimensions, got shape {array.shape}.")
         if self.num_channels is not None and array.shape[0] != self.num_channels:
             raise ValueError(f"Image has {array.shape[0]} channels but {self.num_channels} are expected.")
-        return torch.from_numpy(np.ascontiguousarray(array)).float()
+        return torch.tensor(array, dtype=torch.float32)  # a copy: PIL arrays are read-only
 
     def _infer_format(self, shape: tuple[int, ...]) -> str:
         n = self.num_channels
