@@ -148,19 +148,6 @@ def _describe(result: datasets.DatasetDict | datasets.IterableDatasetDict, sourc
         split.info.description = f"BraTS 2020 ({source}); image channels: {', '.join(modalities)}; labels: {labels}."
 
 
-def _build_splits(name: str, *args: Any, **kwargs: Any) -> datasets.DatasetDict | datasets.IterableDatasetDict:
-    """`build_splits`, with a clear error when no row of a split survives the slice filters or skip_bad."""
-    try:
-        return build_splits(name, *args, **kwargs)
-    except ValueError as err:
-        if isinstance(err, DatasetFormatError) or "corresponds to no data" not in str(err):
-            raise
-        raise DatasetFormatError(
-            f"{name}: a split has no rows left ({err}): every slice was dropped by slices/skip_blank/min_tumor_pixels "
-            "or skipped as unreadable (skip_bad=True); loosen the filters or fix the files."
-        ) from err
-
-
 def _split(items: list[Any], groups: list[str], validation_fraction: float, seed: int) -> dict[str, list[Any]]:
     train, validation = group_split(groups, validation_fraction, seed)
     return {"train": [items[i] for i in train], "validation": [items[i] for i in validation]}
@@ -347,7 +334,7 @@ def load_brats2020_h5(
     reference, shape = _probe(items, lambda item: (item[0], _h5_shape(item[0], len(stored))), skip_bad)
     split_items = _split(items, [f"volume_{volume}" for _, volume, _ in items], validation_fraction, seed)
     filtered = min_tumor_pixels > 0 or skip_blank  # rows dropped on purpose: the row count says nothing of skips
-    result = _build_splits(
+    result = build_splits(
         "brats2020-h5", _generate_h5, split_items, _features(shape[0], shape[1], len(modalities)),
         gen_kwargs=dict(shape=tuple(shape), reference=reference, channels=tuple(stored.index(m) for m in modalities),
                         mask_channels=mask_channels, min_tumor_pixels=int(min_tumor_pixels),
@@ -539,7 +526,7 @@ def load_brats2020_nifti(
     cases = [str(case) for case in find_cases(data_dir)]
     shape = _probe(cases, lambda case: _nifti_shape(Path(case), modalities), skip_bad)
     split_items = _split(cases, [Path(case).name for case in cases], validation_fraction, seed)
-    result = _build_splits(
+    result = build_splits(
         "brats2020-nifti", _generate_nifti, split_items, _features(shape[0], shape[1], len(modalities)),
         gen_kwargs=dict(in_plane=tuple(shape[:2]), modalities=modalities, label_map=tuple(sorted(label_map.items())),
                         slices=_slice_range(slices), min_tumor_pixels=int(min_tumor_pixels),

@@ -7,6 +7,8 @@ loads read it back; `streaming=True` gives an `IterableDatasetDict` that reads t
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -15,6 +17,11 @@ from typing import Any
 import datasets
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+
+# Part of every cache key: bump it when a loader's output for the same files changes (a fix, a new column), so
+# caches written by an older version are not served.
+CACHE_VERSION = "1"
 
 
 class DatasetFormatError(ValueError):
@@ -67,6 +74,37 @@ def skipping(name: str, items: Sequence[Any], read: Callable[[Any], dict[str, An
             yield row
 
 
+def _paths(node: Any) -> Iterator[Path]:
+    if isinstance(node, Path):
+        yield node
+    elif isinstance(node, (tuple, list)):
+        for child in node:
+            yield from _paths(child)
+
+
+def source_stamp(items: Sequence[Any]) -> str:
+    """A digest of the size and modification time of every file (or folder's files) named by `items`.
+
+    Part of the cache key, so editing a mask in place (a fix) rebuilds the dataset instead of serving stale rows.
+    """
+    digest = hashlib.sha1()
+    for path in _paths(list(items)):
+        files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            try:
+                stat = file.stat()
+                digest.update(f"{file}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+            except OSError:
+                digest.update(f"{file}|missing\n".encode())
+    return digest.hexdigest()
+
+
+def _keyed(generate: Callable[..., Iterator[dict[str, Any]]], cache_key: str, **kwargs: Any,
+           ) -> Iterator[dict[str, Any]]:
+    """Runs `generate`; `cache_key` only enters the `datasets` fingerprint."""
+    yield from generate(**kwargs)
+
+
 def build_splits(
     name: str,
     generate: Callable[..., Iterator[dict[str, Any]]],
@@ -77,14 +115,19 @@ def build_splits(
     num_proc: int | None = None,
     streaming: bool = False,
     expected_rows: Mapping[str, int] | None = None,
+    description: str | None = None,
 ) -> datasets.DatasetDict | datasets.IterableDatasetDict:
     """One dataset per split from `generate(items=<list of that split's items>, **gen_kwargs)`.
 
     `items` is passed as a list, which `datasets` shards across `num_proc` processes; other `gen_kwargs` must not
-    be lists (they would be sharded too: use tuples). Empty splits are left out. A `DatasetFormatError` raised
-    while generating surfaces as itself, not wrapped. With `expected_rows` (default: one row per item), a
-    shortfall is reported as skipped items in a warning.
+    be lists (they would be sharded too: use tuples). Splits without items are left out; a split whose items all
+    get skipped is an error. A `DatasetFormatError` raised while generating surfaces as itself, not wrapped. With
+    `expected_rows` (default: one row per item), a shortfall is reported as skipped items in a warning.
+
+    The cache key covers the generator, its arguments, `CACHE_VERSION` and `source_stamp(items)` (sizes and times
+    of the files the items name as `Path`s), so edited files are re-read. `description` goes to `info.description`.
     """
+    from .. import __version__
     extra = dict(gen_kwargs or {})
     for key, value in extra.items():
         if isinstance(value, list):
@@ -98,9 +141,11 @@ def build_splits(
             result[split] = datasets.IterableDataset.from_generator(generate, features=features, gen_kwargs=kwargs,
                                                                     split=datasets.Split(split))
             continue
+        key = f"{name}|{__version__}|{CACHE_VERSION}|{source_stamp(items)}"
         try:
             result[split] = datasets.Dataset.from_generator(
-                generate, features=features, gen_kwargs=kwargs, cache_dir=cache_dir, split=datasets.Split(split),
+                functools.partial(_keyed, generate), features=features, gen_kwargs={**kwargs, "cache_key": key},
+                cache_dir=cache_dir, split=datasets.Split(split),
                 num_proc=num_proc if num_proc and num_proc > 1 and len(items) > 1 else None,
             )
         except datasets.exceptions.DatasetGenerationError as err:
@@ -108,6 +153,13 @@ def build_splits(
             if isinstance(cause, DatasetFormatError):
                 raise cause from None
             raise
+        except ValueError as err:
+            if "corresponds to no data" not in str(err):
+                raise
+            raise DatasetFormatError(
+                f"{name}: every one of the {len(items)} {split} items was skipped or filtered out, so the {split} split is "
+                "empty. Load without skip_bad=True to see the first error, or loosen the filters."
+            ) from None
         expected = (expected_rows or {}).get(split, len(items))
         if len(result[split]) < expected:
             warnings.warn(
@@ -117,4 +169,7 @@ def build_splits(
             )
     if not result:
         raise DatasetFormatError(f"{name}: no items found in any split.")
+    if description:
+        for dataset in result.values():
+            dataset.info.description = description
     return datasets.IterableDatasetDict(result) if streaming else datasets.DatasetDict(result)

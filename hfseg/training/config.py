@@ -101,7 +101,8 @@ class TrainSection:
     seed: int = 0
     ema_decay: float | None = None  # e.g. 0.999: evaluate and save an exponential moving average of the weights
     metric: str = "mean_foreground_dice"  # validation metric for the best checkpoint and early stopping
-    early_stopping_patience: int | None = None  # epochs without improvement before stopping
+    early_stopping_patience: int | None = None  # evaluations without improvement before stopping
+    early_stopping_min_delta: float = 0.0  # an improvement must exceed the best by more than this
     checkpointing: str | int = "epoch"  # "epoch", or every N optimizer steps
     checkpoints_total_limit: int | None = 2
     resume: str | None = None  # a checkpoint folder or "latest"

@@ -233,7 +233,7 @@ class Trainer:
             if value is None:
                 raise ValueError(f"train.metric={t.metric!r} is not computed; available: "
                                  f"{', '.join(k for k, v in result.items() if isinstance(v, (int, float)))}.")
-            if value == value and (self.state.best is None or value > self.state.best):
+            if value == value and (self.state.best is None or value > self.state.best + t.early_stopping_min_delta):
                 self.state.best, self.state.best_epoch = float(value), epoch
                 self.state.epochs_without_improvement = 0
                 self.save_model("best")

@@ -10,6 +10,7 @@ import hfseg.data
 from hfseg.data.chaos import CHAOS_ID2LABEL
 from hfseg.data.common import DatasetFormatError
 
+from .fixtures import corrupt_keeping_stamp
 from .fixtures.chaos import SHAPE, write_chaos, write_dicom
 
 MR = ("Train_Sets", "MR")
@@ -174,7 +175,7 @@ def test_second_load_is_served_from_the_cache(chaos):
     root, truth = chaos
     first = load(root)
     for path in root.joinpath(*MR).glob("*/T2SPIR/DICOM_anon/*.dcm"):
-        path.write_bytes(b"unreadable now")  # a generator run would fail on these
+        corrupt_keeping_stamp(path)  # same size and mtime: a generator run would fail on these
     second = load(root)
     assert second["train"].cache_files[0]["filename"].startswith(str(root.parent / "cache"))
     assert_matches_truth(second, truth)

@@ -128,3 +128,23 @@ def test_streaming_reads_lazily_the_same_rows(tmp_path):
     rows = list(stream["validation"])
     assert len(rows) == len(cached["validation"])
     np.testing.assert_array_equal(np.asarray(rows[0]["label"]), np.asarray(cached["validation"][0]["label"]))
+
+
+def test_a_mask_edited_in_place_is_reread_not_served_stale(tmp_path):
+    write_fixture(tmp_path / "d", patients=1, slices=2)
+    first = load(tmp_path / "d", validation_fraction=0.0)
+    mask_path = tmp_path / "d" / "masks" / "case0_slice000_mask.png"
+    fixed = np.zeros((10, 12), np.uint8)
+    fixed[5:9, 6:11] = 255  # a different, corrected mask
+    Image.fromarray(fixed).save(mask_path)
+    again = load(tmp_path / "d", validation_fraction=0.0)
+    row = next(r for r in again["train"] if np.asarray(r["label"]).sum() == (fixed > 0).sum())
+    np.testing.assert_array_equal(np.asarray(row["label"]), (fixed > 0).astype(np.uint8))
+    assert again["train"].cache_files[0]["filename"] != first["train"].cache_files[0]["filename"]
+
+
+def test_a_split_left_empty_by_skipping_is_a_clear_error(tmp_path):
+    write_fixture(tmp_path / "d", patients=1, slices=1)
+    (tmp_path / "d" / "images" / "case0_slice000.png").write_bytes(b"not a png")
+    with pytest.warns(UserWarning), pytest.raises(DatasetFormatError, match="train split is empty"):
+        load(tmp_path / "d", skip_bad=True, validation_fraction=0.0)

@@ -7,6 +7,7 @@ from PIL import Image
 import hfseg.data
 from hfseg.data import DatasetFormatError
 
+from .fixtures import corrupt_keeping_stamp
 from .fixtures.oral_epithelium import GRADES, SIZE, write_archive, write_study
 
 ARCHIVE_MASKS = "Gold_Standard_Semantic_Segmentation"
@@ -174,7 +175,7 @@ def test_second_load_comes_from_the_cache(tmp_path):
     write_archive(tmp_path / "d", rois=1)
     first = load(tmp_path / "d")
     for path in (tmp_path / "d" / "Original ROI images").rglob("*.tif"):
-        path.write_bytes(b"unreadable now")  # a generator run would fail: the rows must come from the cache
+        corrupt_keeping_stamp(path)  # same size and mtime: a generator run would fail on these
     again = load(tmp_path / "d")
     assert again["train"]["case_id"] == first["train"]["case_id"]
     np.testing.assert_array_equal(np.asarray(again["validation"][0]["image"]),

@@ -1,0 +1,1 @@
+"""The `hfseg_classification` evaluate metric (see hfseg_classification.py)."""

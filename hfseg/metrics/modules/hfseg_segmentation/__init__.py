@@ -1,0 +1,1 @@
+"""The `hfseg_segmentation` evaluate metric (see hfseg_segmentation.py)."""

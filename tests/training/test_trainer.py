@@ -1,0 +1,92 @@
+"""The training loop in-process: outputs, exact resume, EMA, early stopping, gradient accumulation."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
+
+from hfseg.training import load_config, train
+from hfseg.training.trainer import Trainer
+
+TINY = ["model.kwargs.base_channels=4", "model.kwargs.depth=2", "data.size=[32, 32]", "data.max_train_samples=24",
+        "data.max_eval_samples=8", "train.batch_size=8", "train.report_to=null", "train.panels=0",
+        "augment.hflip=0.0", "scheduler.warmup_steps=0"]
+
+
+@pytest.fixture(scope="module")
+def demo_cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("demo-cache"))
+
+
+def run(tmp_path, demo_cache, name, *overrides):
+    cfg = load_config("recipes/configs/demo.yaml", [*TINY, f"data.options.cache_dir={demo_cache}",
+                                                    f"train.output_dir={tmp_path / name}", *overrides])
+    return train(cfg)
+
+
+def weights(folder):
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_outputs_are_written_and_the_model_reloads(tmp_path, demo_cache):
+    summary = run(tmp_path, demo_cache, "a", "train.epochs=2", "train.panels=2")
+    out = tmp_path / "a"
+    for name in ("config.yaml", "history.csv", "metrics.json", "curves.png", "panels.gif", "panels/epoch_001.png"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "metrics.json").read_text())["steps"] == summary["steps"] == 6
+    history = (out / "history.csv").read_text().splitlines()
+    assert len(history) == 3 and "eval_mean_foreground_dice" in history[0]
+    model = AutoModelForSemanticSegmentation.from_pretrained(out / "best")
+    processor = AutoImageProcessor.from_pretrained(out / "best")
+    assert model.config.id2label[3] == "white_matter" and processor.size == {"height": 32, "width": 32}
+    pixels = processor(np.zeros((40, 40), np.uint8) + 7)["pixel_values"]
+    assert model(pixel_values=pixels).logits.shape == (1, 4, 32, 32)
+    assert (out / "best" / "metrics.json").is_file() and len(list((out / "checkpoints").iterdir())) == 2
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, demo_cache, monkeypatch):
+    # Same config for all three runs (cosine schedule over 9 steps, 3 per epoch); only the interruption differs.
+    run(tmp_path, demo_cache, "full", "train.epochs=3", "train.checkpointing=5")
+    save = Trainer.save_checkpoint
+
+    def save_then_crash(self):
+        save(self)
+        if self.state.step == 5:
+            raise Interrupted  # killed right after the step-5 checkpoint, inside epoch 1
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", save_then_crash)
+    with pytest.raises(Interrupted):
+        run(tmp_path, demo_cache, "cut", "train.epochs=3", "train.checkpointing=5")
+    monkeypatch.undo()
+    assert not (tmp_path / "cut" / "final").exists()
+    summary = run(tmp_path, demo_cache, "cut", "train.epochs=3", "train.checkpointing=5", "train.resume=latest")
+    assert summary["steps"] == 9
+    full, resumed = weights(tmp_path / "full" / "final"), weights(tmp_path / "cut" / "final")
+    for key in full:
+        torch.testing.assert_close(resumed[key], full[key], rtol=0, atol=0, msg=key)
+
+
+def test_ema_early_stopping_and_accumulation(tmp_path, demo_cache):
+    summary = run(tmp_path, demo_cache, "e", "train.epochs=6", "train.ema_decay=0.5",
+                  "train.early_stopping_patience=2", "train.early_stopping_min_delta=2.0",
+                  "train.gradient_accumulation_steps=3")
+    # Dice cannot improve by 2: epochs 1 and 2 do not improve on epoch 0, so patience 2 stops after epoch 2;
+    # 3 batches per epoch with accumulation 3 make one optimizer step per epoch.
+    assert summary["epochs"] == 3 and summary["steps"] == 3 and summary["best_epoch"] == 0
+    # The saved model is the EMA (decay 0.5 over 3 steps), not the raw weights kept in the checkpoint.
+    final = weights(tmp_path / "e" / "final")
+    raw = load_file(str(tmp_path / "e" / "checkpoints" / "step_0000003" / "model.safetensors"))
+    assert final.keys() == raw.keys()
+    assert any(not torch.equal(final[k], raw[k]) for k in final if final[k].is_floating_point())
+
+
+def test_resume_without_checkpoints_is_a_clear_error(tmp_path, demo_cache):
+    with pytest.raises(FileNotFoundError, match="no checkpoints in"):
+        run(tmp_path, demo_cache, "none", "train.resume=latest")
