@@ -96,6 +96,9 @@ class Trainer:
         t = cfg.train
         self.output_dir = Path(t.output_dir)
         self.accelerator = Accelerator(
+            # Without a GPU, `cpu=True` lets `accelerate launch --num_processes N` run data-parallel over gloo
+            # (accelerate only picks its multi-CPU mode when told the run is on CPU).
+            cpu=not torch.cuda.is_available(),
             mixed_precision=t.mixed_precision,
             gradient_accumulation_steps=t.gradient_accumulation_steps,
             log_with=t.report_to,
@@ -150,6 +153,18 @@ class Trainer:
         return SegmentationMetrics(num_classes=max(self.num_labels, 2), ignore_index=self.cfg.loss.ignore_index,
                                    id2label=self.data.id2label if self.num_labels > 1 else None)
 
+    def sync_buffers(self) -> None:
+        """Copy process 0's buffers (batch-norm running statistics) to every process.
+
+        DDP broadcasts buffers only at the start of a training forward, so after the last training step each
+        process holds the statistics of its own batch; evaluation and saving must all use the same ones.
+        """
+        if self.accelerator.num_processes > 1:
+            modules = [self.accelerator.unwrap_model(self.model)] + ([self.ema] if self.ema is not None else [])
+            for module in modules:
+                for buffer in module.buffers():
+                    torch.distributed.broadcast(buffer.data, src=0)
+
     def save_checkpoint(self) -> None:
         """`accelerator.save_state` into checkpoints/step_N, keeping the newest `checkpoints_total_limit`."""
         folder = self.output_dir / "checkpoints" / f"step_{self.state.step:07d}"
@@ -162,6 +177,7 @@ class Trainer:
 
     def save_model(self, name: str) -> Path:
         """The evaluated weights (EMA if on) and the image processor as a `save_pretrained` folder."""
+        self.sync_buffers()
         folder = self.output_dir / name
         if self.is_main:
             model = self._eval_model()
@@ -174,6 +190,7 @@ class Trainer:
     @torch.inference_mode()
     def evaluate(self, epoch: int) -> dict[str, Any]:
         """Loss and metrics over the whole evaluation split (each image once, across processes)."""
+        self.sync_buffers()
         model = self._eval_model()
         was_training = model.training
         model.eval()
@@ -260,6 +277,8 @@ class Trainer:
         if t.report_to:
             acc.init_trackers("tensorboard", config=_flat_config(cfg))
         self.resume()
+        acc.print(f"Training {cfg.model.name} on {cfg.data.dataset}: {len(self.data.train)} training images, "
+                  f"{acc.num_processes} process(es) on {acc.device}, {self.steps_per_epoch} steps per epoch.")
         start = time.perf_counter()
         bar = tqdm(total=self.total_steps, initial=self.state.step, desc="train", disable=not self.is_main)
         done = self.state.step >= self.total_steps
@@ -325,7 +344,8 @@ class Trainer:
     def _finish(self, result: dict[str, Any] | None, seconds: float) -> dict[str, Any]:
         t = self.cfg.train
         final = self.save_model("final")
-        summary = {"model": self.cfg.model.name, "dataset": self.cfg.data.dataset, "epochs": self.state.epoch,
+        epochs = round(self.state.epoch + self.state.batch_in_epoch / max(len(self.train_loader), 1), 2)
+        summary = {"model": self.cfg.model.name, "dataset": self.cfg.data.dataset, "epochs": epochs,
                    "steps": self.state.step, "seconds": round(seconds, 1), "metric": t.metric,
                    "best": self.state.best, "best_epoch": self.state.best_epoch, "final": result or {},
                    "output_dir": str(self.output_dir)}
@@ -338,7 +358,7 @@ class Trainer:
                 if self.state.best is not None else "no validation split")
         where = self.output_dir / "best" if self.state.best is not None else final
         self.accelerator.print(
-            f"Trained {self.cfg.model.name} on {self.cfg.data.dataset}: {self.state.epoch} epochs, "
+            f"Trained {self.cfg.model.name} on {self.cfg.data.dataset}: {epochs:g} epochs, "
             f"{self.state.step} steps in {seconds:.0f} s; {best}; model saved to {where}")
         return summary
 
