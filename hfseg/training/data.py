@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import datasets
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -48,7 +49,12 @@ def load_recipe_data(cfg: RecipeConfig) -> RecipeData:
         train = train.select(range(min(data.max_train_samples, len(train))))
     if evaluation is not None and data.max_eval_samples:
         evaluation = evaluation.select(range(min(data.max_eval_samples, len(evaluation))))
-    probe = UNetImageProcessor(normalization="none").to_channels_first(train[0]["image"])
+    if isinstance(train.features.get("label"), datasets.ClassLabel):
+        raise ValueError(f"Dataset {data.dataset!r} is a classification dataset; the recipe trains segmentation "
+                         "models only (classification training is not available yet).")
+    image = train[0]["image"]
+    image = np.asarray(image, dtype=np.float32) if isinstance(image, list) else image  # Array3D rows are lists
+    probe = UNetImageProcessor(normalization="none").to_channels_first(image, "channels_last")
     return RecipeData(train, evaluation, dataset_id2label(splits), int(probe.shape[0]),
                       build_processor(cfg, int(probe.shape[0])))
 
