@@ -1,0 +1,369 @@
+"""Inference on whole images at their native resolution: load a saved model, normalize, resize or slide, flip TTA.
+
+`load_model(path)` gives a model in eval mode and the image processor saved with it. `predict_logits(model,
+processor, image)` returns (K, H, W) logits at the image's own height and width, whatever size the network sees:
+
+- **plain** (default): the image is normalized at native resolution, resized to the processor's `size` when it
+  resizes (`do_resize`, bilinear, antialiased: the training transform), run, and the logits are resized back
+  bilinearly. Logits smaller than the input (Segformer predicts at 1/4) are upsampled the same way.
+- **sliding window** (`sliding_window="auto"` or `(h, w)`): the normalized image is *not* resized; windows of the
+  processor's size (or the one given) tile it with `overlap`, placed as nnU-Net does (evenly spread, first and last
+  flush with the borders), and their logits are averaged with a Gaussian importance map (sigma = 1/8 of the window,
+  as nnU-Net and MONAI's `sliding_window_inference(mode="gaussian")`), or uniformly (`weighting="constant"`).
+  Images smaller than the window are zero-padded (the normalized mean for z-score) on both sides, then cropped back.
+  Use it when the model saw training images at the pixel scale of the test images (patches, or smaller images).
+- **flip TTA** (`tta_flip=True`): identity, horizontal, vertical and both flips, each prediction resized to the
+  native size and flipped back; their **softmax probabilities** (sigmoid for a one-logit binary model) are averaged,
+  as nnU-Net does, and returned as logits again: `log(mean p)` (binary: `log(p / (1 - p))`), so `argmax` / `> 0`
+  still give the prediction and `softmax` gives the averaged probabilities. With a sliding window each window is
+  flipped (nnU-Net's mirroring) and the windows' mean probabilities are blended with the same weights.
+
+Everything runs under `torch.inference_mode` on the model's device; the returned logits are float32 on the CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from ..models.unet.image_processing_unet import UNetImageProcessor
+from ..training.trainer import logits_at, predict
+
+# Flip dimensions of (B, C, H, W): identity, horizontal, vertical, both.
+FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
+WEIGHTINGS = ("gaussian", "constant")
+_EPS = 1e-7
+
+
+# -- loading -----------------------------------------------------------------------------------------------------
+def is_classifier(model: nn.Module) -> bool:
+    """Whether `model` is an image classifier (one logit vector per image) rather than a segmentation model."""
+    architectures = getattr(getattr(model, "config", None), "architectures", None) or [type(model).__name__]
+    return any(name.endswith("ForImageClassification") for name in architectures)
+
+
+def resolve_model_path(path_or_hub_id: str | os.PathLike) -> str:
+    """The folder as a string, or a name shaped like a Hub id (`owner/name`); else a `FileNotFoundError`."""
+    text = os.fspath(path_or_hub_id)
+    if os.path.isdir(text):
+        return text
+    if os.path.exists(text) or text.count("/") != 1 or text.startswith((".", "/", "~")):
+        raise FileNotFoundError(
+            f"Model {text!r} not found: expected a folder written by save_pretrained (e.g. runs/demo/best, holding "
+            "config.json) or a Hub id 'owner/name'.")
+    return text
+
+
+def load_model(path_or_hub_id: str | os.PathLike, device: str | torch.device | None = None,
+               ) -> tuple[nn.Module, Any]:
+    """A saved model in eval mode and its image processor.
+
+    Args:
+        path_or_hub_id (`str`): a `save_pretrained` folder (an hfseg run's `best/` or `final/`) or a Hub id. A
+            segmentation model loads with `AutoModelForSemanticSegmentation`, an image classifier (its config's
+            `architectures` ends with `ForImageClassification`) with `AutoModelForImageClassification`.
+        device (`str`, *optional*): where to put the model; defaults to CUDA when available, else the CPU.
+
+    Returns:
+        `(model, processor)`: the processor is `AutoImageProcessor.from_pretrained(path)`; a transformers processor
+        without `normalize_intensity` (e.g. `SegformerImageProcessor`) is converted by `as_unet_processor`; a folder
+        without `preprocessor_config.json` gets `UNetImageProcessor(normalization="zscore")` and a warning.
+
+    Raises:
+        FileNotFoundError: the folder does not exist (and the name is no Hub id).
+        OSError: the folder or Hub id holds no loadable model.
+    """
+    import hfseg  # noqa: F401  (registers the U-Net with the Auto classes)
+    from transformers import (
+        AutoConfig,
+        AutoImageProcessor,
+        AutoModelForImageClassification,
+        AutoModelForSemanticSegmentation,
+    )
+
+    source = resolve_model_path(path_or_hub_id)
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except OSError as err:
+        where = "" if os.path.isdir(source) else " (no such local folder, so it was tried as a Hub id)"
+        raise OSError(f"Cannot load a model from {source!r}{where}: {err}") from err
+    architectures = config.architectures or []
+    classifier = any(a.endswith("ForImageClassification") for a in architectures)
+    auto = AutoModelForImageClassification if classifier else AutoModelForSemanticSegmentation
+    try:
+        model = auto.from_pretrained(source)
+    except ValueError as err:  # a config the semantic-segmentation Auto class does not know
+        raise ValueError(f"{source!r} holds a {config.model_type!r} model, which is neither a semantic segmentation "
+                         f"model nor an image classifier: {err}") from err
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = model.to(device).eval()
+    try:
+        processor = AutoImageProcessor.from_pretrained(source)
+    except OSError:
+        warnings.warn(f"{source!r} has no preprocessor_config.json: using UNetImageProcessor(normalization='zscore') "
+                      "at native resolution; save the processor with the model to evaluate it as it was trained.",
+                      stacklevel=2)
+        processor = UNetImageProcessor(normalization="zscore", num_channels=getattr(config, "num_channels", None))
+    return model, as_unet_processor(processor)
+
+
+def _size_of(size: Any) -> tuple[int, int] | None:
+    """(height, width) of a processor's `size` (dict or transformers `SizeDict`); a shortest edge s gives (s, s)."""
+    if size is None:
+        return None
+    get = size.get if isinstance(size, dict) else lambda key: getattr(size, key, None)
+    if get("height") and get("width"):
+        return int(get("height")), int(get("width"))
+    edge = get("shortest_edge")
+    return (int(edge), int(edge)) if edge else None
+
+
+def as_unet_processor(processor: Any) -> Any:
+    """`processor` itself if it has `normalize_intensity` (a `UNetImageProcessor`), else an equivalent one.
+
+    A transformers image processor becomes `normalization="mean_std"` with its `image_mean`/`image_std` and
+    `rescale_factor` (1 without `do_rescale`; mean 0, std 1 without `do_normalize`) and its size as (height, width)
+    (a `shortest_edge` s as s x s: crops are not reproduced).
+    """
+    if hasattr(processor, "normalize_intensity") and hasattr(processor, "to_channels_first"):
+        return processor
+    mean, std = getattr(processor, "image_mean", None), getattr(processor, "image_std", None)
+    if not getattr(processor, "do_normalize", True) or mean is None or std is None:
+        mean, std = [0.0], [1.0]
+    rescale = getattr(processor, "rescale_factor", 1 / 255) if getattr(processor, "do_rescale", True) else 1.0
+    size = _size_of(getattr(processor, "size", None)) if getattr(processor, "do_resize", False) else None
+    return UNetImageProcessor(normalization="mean_std", image_mean=list(mean), image_std=list(std),
+                              rescale_factor=rescale, do_resize=size is not None,
+                              size={"height": size[0], "width": size[1]} if size else None)
+
+
+# -- helpers -----------------------------------------------------------------------------------------------------
+def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
+    pair = (int(value), int(value)) if isinstance(value, (int, np.integer)) else tuple(int(v) for v in value)
+    if len(pair) != 2 or min(pair) <= 0:
+        raise ValueError(f"{name} must be a positive int or (height, width), got {value!r}.")
+    return pair
+
+
+def processor_size(processor: Any) -> tuple[int, int] | None:
+    """(height, width) the processor resizes to, or None when it keeps the native size."""
+    return _size_of(processor.size) if getattr(processor, "do_resize", False) else None
+
+
+def _match_mode(image: Any, processor: Any) -> Any:
+    """Convert a PIL image to grey or RGB when the processor expects 1 or 3 channels and the image has the other."""
+    channels = getattr(processor, "num_channels", None)
+    if isinstance(image, Image.Image):
+        if channels == 3 and image.mode != "RGB":
+            return image.convert("RGB")
+        if channels == 1 and image.mode not in ("L", "I", "I;16", "F"):
+            return image.convert("L")
+    return image
+
+
+def normalize(processor: Any, image: Any, input_data_format: str | None = None) -> torch.Tensor:
+    """(1, C, H, W) float32: the processor's `to_channels_first` and `normalize_intensity` at native resolution."""
+    tensor = processor.to_channels_first(_match_mode(image, processor), input_data_format)
+    return processor.normalize_intensity(tensor)[None]
+
+
+def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    param = next(model.parameters(), None)
+    return (param.device, param.dtype) if param is not None else (torch.device("cpu"), torch.float32)
+
+
+def _forward(model: nn.Module, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Logits (B, K, *size), float32, resized bilinearly from whatever size the model gives."""
+    device, dtype = _device_dtype(model)
+    return logits_at(model(pixel_values=x.to(device=device, dtype=dtype)).logits.float(), size)
+
+
+def _probabilities(logits: torch.Tensor) -> torch.Tensor:
+    return torch.sigmoid(logits) if logits.shape[1] == 1 else logits.softmax(1)
+
+
+def probabilities_to_logits(probs: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """Logits whose softmax (sigmoid for one channel) is `probs`: `log p`, or `log(p / (1 - p))` for one channel."""
+    probs = probs.clamp(_EPS, 1 - _EPS) if probs.shape[dim] == 1 else probs.clamp_min(_EPS)
+    return torch.log(probs) - torch.log1p(-probs) if probs.shape[dim] == 1 else torch.log(probs)
+
+
+def _scores(model: nn.Module, x: torch.Tensor, tta_flip: bool, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Logits resized to `size` (default: the input's), or with `tta_flip` the mean of their probabilities over
+    the four flips (each flipped back)."""
+    size = size or tuple(x.shape[-2:])
+    if not tta_flip:
+        return _forward(model, x, size)
+    total = None
+    for dims in FLIPS:
+        out = _forward(model, x.flip(dims) if dims else x, size)
+        probs = _probabilities(out.flip(dims) if dims else out)
+        total = probs if total is None else total + probs
+    return total / len(FLIPS)
+
+
+def importance_map(window: tuple[int, int], weighting: str = "gaussian", sigma_scale: float = 0.125) -> torch.Tensor:
+    """(h, w) weights of one window's logits: a Gaussian centred on the window, sigma = `sigma_scale` x its size,
+    scaled to a maximum of 1 and floored at 1e-3 (MONAI's rule), or ones for `"constant"`."""
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"Unknown weighting {weighting!r}; choose one of {', '.join(WEIGHTINGS)}.")
+    if weighting == "constant":
+        return torch.ones(window)
+    axes = []
+    for n in window:
+        coords = torch.arange(n, dtype=torch.float64) - (n - 1) / 2
+        axes.append(torch.exp(-0.5 * (coords / (sigma_scale * n)) ** 2))
+    weights = axes[0][:, None] * axes[1][None, :]
+    return (weights / weights.max()).clamp_min(1e-3).float()
+
+
+def window_starts(length: int, window: int, overlap: float) -> list[int]:
+    """Start offsets of windows covering `length`: step `window * (1 - overlap)` at most, evenly spread, the first
+    at 0 and the last at `length - window` (nnU-Net's placement)."""
+    if length <= window:
+        return [0]
+    step = max(window * (1 - overlap), 1)
+    count = math.ceil((length - window) / step) + 1
+    return [round(i * (length - window) / (count - 1)) for i in range(count)]
+
+
+def _sliding(model: nn.Module, x: torch.Tensor, window: tuple[int, int], overlap: float, tta_flip: bool,
+             batch_size: int, weighting: str) -> torch.Tensor:
+    """Weighted mean of window scores over a (1, C, H, W) image -> (1, K, H, W)."""
+    height, width = x.shape[-2:]
+    pad_h, pad_w = max(window[0] - height, 0), max(window[1] - width, 0)
+    top, left = pad_h // 2, pad_w // 2
+    if pad_h or pad_w:
+        x = F.pad(x, (left, pad_w - left, top, pad_h - top))
+    weights = importance_map(window, weighting).to(x.device)
+    corners = [(r, c) for r in window_starts(x.shape[-2], window[0], overlap)
+               for c in window_starts(x.shape[-1], window[1], overlap)]
+    total = count = None
+    for i in range(0, len(corners), batch_size):
+        chunk = corners[i : i + batch_size]
+        tiles = torch.cat([x[..., r : r + window[0], c : c + window[1]] for r, c in chunk])
+        scores = _scores(model, tiles, tta_flip)
+        if total is None:
+            total = torch.zeros(1, scores.shape[1], *x.shape[-2:], device=x.device)
+            count = torch.zeros(x.shape[-2:], device=x.device)
+        for (r, c), score in zip(chunk, scores):
+            total[0, :, r : r + window[0], c : c + window[1]] += score * weights
+            count[r : r + window[0], c : c + window[1]] += weights
+    out = total / count
+    return out[..., top : top + height, left : left + width]
+
+
+def _window(sliding_window: Any, size: tuple[int, int] | None, processor: Any) -> tuple[int, int] | None:
+    if sliding_window is None or sliding_window is False:
+        return None
+    if sliding_window is True or sliding_window == "auto":
+        window = size or processor_size(processor)
+        if window is None:
+            raise ValueError("sliding_window='auto' needs a window size: the processor does not resize (no `size`); "
+                             "pass size=(height, width) or sliding_window=(height, width).")
+        return window
+    if isinstance(sliding_window, str):
+        raise ValueError(f"sliding_window must be None, 'auto' or (height, width), got {sliding_window!r}.")
+    return _pair(sliding_window, "sliding_window")
+
+
+# -- prediction --------------------------------------------------------------------------------------------------
+@torch.inference_mode()
+def predict_logits(
+    model: nn.Module,
+    processor: Any,
+    image: Any,
+    size: int | Sequence[int] | None = None,
+    tta_flip: bool = False,
+    sliding_window: Literal["auto"] | Sequence[int] | None = None,
+    overlap: float = 0.5,
+    batch_size: int = 4,
+    weighting: Literal["gaussian", "constant"] = "gaussian",
+    input_data_format: str | None = None,
+) -> torch.Tensor:
+    """Segmentation logits (K, H, W) of one image at its native height and width (see the module docstring).
+
+    Args:
+        model (`nn.Module`): a semantic segmentation model called as `model(pixel_values=x).logits` (B, K, h, w);
+            K = 1 is a binary model (foreground where the logit is > 0, i.e. sigmoid > 0.5).
+        processor: its image processor (`UNetImageProcessor` or anything with `to_channels_first` and
+            `normalize_intensity`; see `as_unet_processor`).
+        image: a PIL image, or an array / tensor (H, W), (H, W, C) or (C, H, W).
+        size (`int` or `(height, width)`, *optional*): the size the network sees (plain) or the window (sliding);
+            defaults to the processor's `size` when it resizes, else the native size.
+        tta_flip (`bool`, *optional*, defaults to `False`): average the softmax probabilities over 4 flips; the
+            result is `log(mean p)` (see the module docstring).
+        sliding_window (`"auto"` or `(height, width)`, *optional*): tile the native-resolution image with windows of
+            `size` / the processor's size (`"auto"`) or of the given size.
+        overlap (`float`, *optional*, defaults to 0.5): fraction of a window shared with the next one, in [0, 1).
+        batch_size (`int`, *optional*, defaults to 4): windows per forward pass.
+        weighting (`str`, *optional*, defaults to `"gaussian"`): window weights, `"gaussian"` or `"constant"`.
+        input_data_format (`str`, *optional*): `"channels_last"` / `"channels_first"` for 3-D arrays (default:
+            inferred by the processor).
+    """
+    if not 0 <= overlap < 1:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}.")
+    x = normalize(processor, image, input_data_format).to(_device_dtype(model)[0])
+    native = tuple(x.shape[-2:])
+    size = _pair(size, "size") if size is not None else None
+    window = _window(sliding_window, size, processor)
+    if window is not None:
+        scores = _sliding(model, x, window, overlap, tta_flip, batch_size, weighting)
+    else:
+        network = size or processor_size(processor)
+        if network is not None and network != native:
+            x = F.interpolate(x, size=network, mode="bilinear", antialias=True, align_corners=False)
+        scores = _scores(model, x, tta_flip, native)
+    scores = scores[0].float().cpu()
+    return probabilities_to_logits(scores) if tta_flip else scores
+
+
+def predict_mask(model: nn.Module, processor: Any, image: Any, **kwargs: Any) -> torch.Tensor:
+    """(H, W) int64 class indices at native resolution: `predict_logits` then argmax (binary: logit > 0)."""
+    return predict(predict_logits(model, processor, image, **kwargs)[None])[0]
+
+
+@torch.inference_mode()
+def classify_logits(model: nn.Module, processor: Any, image: Any, tta_flip: bool = False,
+                    input_data_format: str | None = None) -> torch.Tensor:
+    """Image-classification logits (K,) of one image: normalized, resized to the processor's size when it resizes,
+    and with `tta_flip` the mean softmax (sigmoid for K = 1) over the four flips, as logits (`log(mean p)`)."""
+    x = normalize(processor, image, input_data_format)
+    network = processor_size(processor)
+    if network is not None and network != tuple(x.shape[-2:]):
+        x = F.interpolate(x, size=network, mode="bilinear", antialias=True, align_corners=False)
+    device, dtype = _device_dtype(model)
+    views = [x.flip(dims) if dims else x for dims in (FLIPS if tta_flip else FLIPS[:1])]
+    logits = model(pixel_values=torch.cat(views).to(device=device, dtype=dtype)).logits.float().cpu()
+    if not tta_flip:
+        return logits[0]
+    probs = torch.sigmoid(logits) if logits.shape[-1] == 1 else logits.softmax(-1)
+    return probabilities_to_logits(probs.mean(0))
+
+
+def model_num_labels(model: nn.Module) -> int:
+    """`model.config.num_labels` (1 for a binary model)."""
+    config = getattr(model, "config", None)
+    if config is None or getattr(config, "num_labels", None) is None:
+        raise ValueError(f"{type(model).__name__} has no config.num_labels.")
+    return int(config.num_labels)
+
+
+def model_name(path: str | os.PathLike) -> str:
+    """A short display name: the folder name, with its parent for an hfseg run's `best`/`final` (`demo/best`); a Hub
+    id as it is."""
+    text = os.fspath(path)
+    if not os.path.exists(text) and text.count("/") == 1:
+        return text
+    p = Path(text)
+    return f"{p.parent.name}/{p.name}" if p.name in ("best", "final") and p.parent.name else (p.name or text)

@@ -1,0 +1,139 @@
+"""The comparison report: TP/FP/FN overlay colours by hand, tables from known metrics, the files written."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hfseg.evaluation.report import (
+    FN_COLOR,
+    FP_COLOR,
+    TP_COLOR,
+    comparison_table,
+    grey,
+    markdown_table,
+    overlay,
+    write_metrics,
+    write_report,
+)
+from hfseg.metrics import ClassificationMetrics, SegmentationMetrics
+
+ID2LABEL = {0: "background", 1: "liver", 2: "tumour"}
+
+
+def _segmentation_result(seed: int, examples: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    target = torch.from_numpy(rng.integers(0, 3, (3, 16, 16)))
+    pred = torch.where(torch.from_numpy(rng.random((3, 16, 16)) < 0.7), target, torch.randint(0, 3, (3, 16, 16)))
+    metrics = SegmentationMetrics(3, id2label=ID2LABEL, surface=True)
+    metrics.update(pred, target)
+    result = {"task": "segmentation", "dataset": "toy", "split": "validation", **metrics.compute()}
+    if examples:
+        result["examples"] = [{"case_id": f"case {i}", "image": rng.random((16, 16)), "label": target[i].numpy(),
+                               "pred": pred[i].numpy()} for i in range(examples)]
+    return result
+
+
+def test_overlay_colours_by_hand():
+    image = np.full((3, 3), 7.0)  # constant: grey 0
+    target = np.array([[1, 0, 1], [0, 0, 255], [0, 0, 0]])
+    pred = np.array([[1, 1, 0], [0, 0, 1], [0, 0, 0]])
+    out = overlay(image, target, pred, alpha=1.0)
+    assert out.shape == (3, 3, 3) and out.dtype == np.uint8
+    assert (out[0, 0] == TP_COLOR).all() and (out[0, 1] == FP_COLOR).all() and (out[0, 2] == FN_COLOR).all()
+    assert (out[1, 0] == 0).all() and (out[1, 2] == 0).all()  # true negative and ignored pixel stay grey
+    assert tuple(TP_COLOR) == (0, 255, 0) and tuple(FP_COLOR) == (255, 0, 0) and tuple(FN_COLOR) == (0, 0, 255)
+    # Blended over a white image: the pixel's own colour channel stays 255, the others halve.
+    blended = overlay(np.array([[0.0, 1.0], [1.0, 1.0]]), np.array([[1, 1], [0, 0]]), np.array([[1, 0], [1, 0]]))
+    assert tuple(blended[0, 0]) == (0, 128, 0)  # the black pixel: TP, half green
+    assert tuple(blended[0, 1]) == (128, 128, 255) and tuple(blended[1, 0]) == (255, 128, 128)
+    assert tuple(blended[1, 1]) == (255, 255, 255)
+
+
+def test_overlay_of_one_class():
+    target, pred = np.array([[1, 2, 2]]), np.array([[2, 2, 1]])
+    out = overlay(np.zeros((1, 3)), target, pred, cls=2, alpha=1.0)
+    assert (out[0, 0] == FP_COLOR).all() and (out[0, 1] == TP_COLOR).all() and (out[0, 2] == FN_COLOR).all()
+    with pytest.raises(ValueError, match="same shape"):
+        overlay(np.zeros((2, 2)), np.zeros((2, 2)), np.zeros((2, 3)))
+
+
+def test_grey_scales_and_reduces_channels():
+    assert grey(np.array([[0.0, 2.0]])).tolist() == [[0, 255]]
+    rgb = np.stack([np.array([[0, 30]]), np.array([[0, 60]]), np.array([[0, 90]])], axis=-1)
+    assert grey(rgb).tolist() == [[0, 255]]
+    four = np.zeros((1, 2, 4))
+    four[0, 1, 0] = 5.0
+    four[0, 0, 1] = 9.0  # only channel 0 is shown
+    assert grey(four).tolist() == [[0, 255]]
+
+
+def test_segmentation_table_columns_and_values():
+    results = {"a": _segmentation_result(0), "b": _segmentation_result(1)}
+    columns, rows = comparison_table(results)
+    assert columns[:6] == ["model", "Dice liver", "Dice tumour", "mean fg Dice", "mIoU", "HD95"]
+    assert rows[0]["Dice tumour"] == pytest.approx(results["a"]["image_dice"][2])
+    assert rows[1]["mean fg Dice"] == pytest.approx(results["b"]["image_mean_foreground_dice"])
+    assert rows[0]["HD95"] == pytest.approx(results["a"]["image_mean_hd95"])
+    _, pooled = comparison_table(results, reduction="dataset")
+    assert pooled[0]["Dice liver"] == pytest.approx(results["a"]["dice"][1])
+    assert pooled[0]["mIoU"] == pytest.approx(results["a"]["mean_iou"])
+    with pytest.raises(ValueError, match="reduction"):
+        comparison_table(results, reduction="case")
+
+
+def test_markdown_marks_the_best_and_undefined_values():
+    columns = ["model", "Dice x", "HD95", "mIoU"]
+    rows = [{"model": "a", "Dice x": 0.5, "HD95": 3.0, "mIoU": 0.2}, {"model": "b", "Dice x": 0.75, "HD95": 4.0,
+                                                                        "mIoU": 0.2},
+            {"model": "c", "Dice x": float("nan"), "HD95": float("nan"), "mIoU": 0.2}]
+    lines = markdown_table(columns, rows).splitlines()
+    assert lines[0] == "| model | Dice x | HD95 | mIoU |" and lines[1] == "|---|---:|---:|---:|"
+    assert lines[2] == "| a | 0.500 | **3.000** | 0.200 |"  # HD95: lower is better; a tie is not marked
+    assert lines[3] == "| b | **0.750** | 4.000 | 0.200 |" and lines[4] == "| c | n/a | n/a | 0.200 |"
+
+
+def test_write_report_files(tmp_path):
+    results = {"run a": _segmentation_result(0, examples=3), "run/b": _segmentation_result(1, examples=3)}
+    report = write_report(results, tmp_path, num_overlays=2)
+    text = (tmp_path / "report.md").read_text()
+    assert report["markdown"] in text and "| run a |" in text and "| run/b |" in text
+    with open(tmp_path / "report.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["model"] for r in rows] == ["run a", "run/b"]
+    assert float(rows[0]["Dice liver"]) == pytest.approx(results["run a"]["image_dice"][1])
+    assert Image.open(tmp_path / "dice.png").size[0] > 100
+    paths = report["paths"]["overlays"]
+    assert [p.relative_to(tmp_path).as_posix() for p in paths[:2]] == ["overlays/run_a/000_case_0.png",
+                                                                      "overlays/run_a/001_case_1.png"]
+    assert len(paths) == 4 and len(report["overlays"]["run/b"]) == 2
+    assert np.array_equal(np.asarray(Image.open(paths[-1])), report["overlays"]["run/b"][1])
+    example = results["run a"]["examples"][0]
+    assert np.array_equal(report["overlays"]["run a"][0], overlay(example["image"], example["label"], example["pred"]))
+
+
+def test_write_metrics_json(tmp_path):
+    result = _segmentation_result(0, examples=1)
+    result["nan"] = float("nan")
+    path = write_metrics({"m/best": result}, tmp_path)["m/best"]
+    data = json.loads(path.read_text())
+    assert path == tmp_path / "m_best" / "metrics.json" and "examples" not in data and data["nan"] is None
+
+
+def test_classification_table_and_report(tmp_path):
+    results = {}
+    for name, logits in {"good": [[3.0, 0, 0], [0, 3.0, 0]], "bad": [[0, 3.0, 0], [0, 3.0, 0]]}.items():
+        metrics = ClassificationMetrics(3, id2label={0: "glioma", 1: "meningioma", 2: "notumor"})
+        metrics.update(torch.tensor(logits), torch.tensor([0, 1]))
+        results[name] = {"task": "classification", **metrics.compute()}
+    columns, rows = comparison_table(results)
+    assert columns == ["model", "accuracy", "balanced acc", "macro F1", "weighted F1", "F1 glioma", "F1 meningioma",
+                       "F1 notumor"]
+    assert rows[0]["accuracy"] == 1.0 and rows[1]["accuracy"] == 0.5
+    write_report(results, tmp_path)
+    assert (tmp_path / "dice.png").is_file() and "| good |" in (tmp_path / "report.md").read_text()
+    with pytest.raises(ValueError, match="segmentation and classification"):
+        comparison_table({**results, "seg": _segmentation_result(0)})
