@@ -26,7 +26,7 @@ from ..data import id2label as dataset_id2label
 from ..data import load
 from ..data.brats import BRATS_REGIONS
 from ..metrics import ClassificationMetrics, SegmentationMetrics
-from ..training.trainer import predict
+from ..models.outputs import predict
 from .inference import (
     classify_logits,
     is_classifier,

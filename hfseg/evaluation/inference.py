@@ -37,7 +37,7 @@ from PIL import Image
 from torch import nn
 
 from ..models.unet.image_processing_unet import UNetImageProcessor
-from ..training.trainer import logits_at, predict
+from ..models.outputs import logits_at, predict
 
 # Flip dimensions of (B, C, H, W): identity, horizontal, vertical, both.
 FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))

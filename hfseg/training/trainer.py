@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from ..metrics import SegmentationMetrics
+from ..models.outputs import logits_at, predict
 from ..models.unet.loss_unet import segmentation_loss
 from ..models.zoo import create_model
 from .config import RecipeConfig
@@ -47,18 +47,6 @@ class TrainState:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-
-
-def logits_at(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Logits resized (bilinearly) to the label size; models like Segformer predict at 1/4 resolution."""
-    if tuple(logits.shape[-2:]) == tuple(size):
-        return logits
-    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-
-
-def predict(logits: torch.Tensor) -> torch.Tensor:
-    """Class indices from logits: argmax, or sigmoid > 0.5 for a binary (one-channel) model."""
-    return (logits[:, 0] > 0).long() if logits.shape[1] == 1 else logits.argmax(1)
 
 
 def _loss(cfg: RecipeConfig, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -353,6 +341,9 @@ class Trainer:
             write_json(self.output_dir / "metrics.json", summary)
             frames = sorted((self.output_dir / "panels").glob("epoch_*.png"))
             write_gif(self.output_dir / "panels.gif", frames)
+            if t.push_to_hub:
+                summary["hub_url"] = push_folder(self.output_dir / "best" if self.state.best is not None else final,
+                                                 t.hub_model_id)
         self.accelerator.end_training()
         best = (f"best validation {t.metric} {self.state.best:.4f} at epoch {self.state.best_epoch}"
                 if self.state.best is not None else "no validation split")
@@ -361,6 +352,17 @@ class Trainer:
             f"Trained {self.cfg.model.name} on {self.cfg.data.dataset}: {epochs:g} epochs, "
             f"{self.state.step} steps in {seconds:.0f} s; {best}; model saved to {where}")
         return summary
+
+
+def push_folder(folder: Path, repo_id: str) -> str:
+    """Upload a saved model folder to the Hub repo `repo_id` (created if needed); returns the commit URL.
+
+    The model card and metrics-rich packaging come from `hfseg.hub` (issue 5); this is the plain upload.
+    """
+    from huggingface_hub import create_repo, upload_folder
+
+    create_repo(repo_id, exist_ok=True)
+    return str(upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message="Upload model trained with hfseg"))
 
 
 def _flat_config(cfg: RecipeConfig) -> dict[str, Any]:

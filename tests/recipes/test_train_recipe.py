@@ -15,7 +15,7 @@ from hfseg.metrics import SegmentationMetrics
 from hfseg.models.zoo import create_model
 from hfseg.training import load_config
 from hfseg.training.data import build_dataloaders, load_recipe_data
-from hfseg.training.trainer import logits_at, predict
+from hfseg.models.outputs import logits_at, predict
 
 ROOT = Path(__file__).parents[2]
 ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch"]

@@ -90,3 +90,16 @@ def test_ema_early_stopping_and_accumulation(tmp_path, demo_cache):
 def test_resume_without_checkpoints_is_a_clear_error(tmp_path, demo_cache):
     with pytest.raises(FileNotFoundError, match="no checkpoints in"):
         run(tmp_path, demo_cache, "none", "train.resume=latest")
+
+
+def test_bf16_autocast_on_cpu_and_push_to_hub_uploads_the_best_folder(tmp_path, demo_cache, monkeypatch):
+    calls = []
+    monkeypatch.setattr("huggingface_hub.create_repo", lambda repo_id, exist_ok: calls.append(("create", repo_id)))
+    monkeypatch.setattr("huggingface_hub.upload_folder",
+                        lambda repo_id, folder_path, commit_message: calls.append(("upload", repo_id, folder_path))
+                        or "https://hub.example/commit/1")
+    summary = run(tmp_path, demo_cache, "bf", "train.epochs=1", "train.mixed_precision=bf16", "train.push_to_hub=true",
+                  "train.hub_model_id=me/unet-demo")
+    assert summary["steps"] == 3 and summary["final"]["loss"] == summary["final"]["loss"]  # finite, not NaN
+    assert calls == [("create", "me/unet-demo"), ("upload", "me/unet-demo", str(tmp_path / "bf" / "best"))]
+    assert summary["hub_url"] == "https://hub.example/commit/1"
