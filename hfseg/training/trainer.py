@@ -8,6 +8,7 @@ accumulation and process work; everything written to disk is written by the main
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
@@ -83,6 +85,10 @@ class Trainer:
         self.cfg = cfg
         t = cfg.train
         self.output_dir = Path(t.output_dir)
+        if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+            # A second run in one process (a notebook, tests) may use another precision: accelerate keeps its state
+            # process-wide, so start it afresh. Never in a distributed run, whose state belongs to the launcher.
+            AcceleratorState._reset_state(reset_partial_state=True)
         self.accelerator = Accelerator(
             # Without a GPU, `cpu=True` lets `accelerate launch --num_processes N` run data-parallel over gloo
             # (accelerate only picks its multi-CPU mode when told the run is on CPU).

@@ -62,6 +62,11 @@ def test_cli_flags_overrides_and_errors(tmp_path, demo_cache):
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["train"]["batch_size"] == 16 and saved["optim"]["lr"] == 0.002 and saved["model"]["kwargs"] == {
         "base_channels": 4, "depth": 2}
+    resumed = launch("--output_dir", out, "--epochs", 1, "--batch_size", 16, "--lr", "0.002", "--max_steps", 4, *TINY,
+                     f"data.options.cache_dir={demo_cache}", "train.panels=0", "--resume", "latest")
+    log = resumed.stdout + resumed.stderr
+    assert "Resumed from" in log and "step_0000002" in log and "4 steps" in log
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 4
     bad = launch("--output_dir", out, "optim.learnin_rate=1", check=False)
     assert bad.returncode != 0 and "Unknown config key optim.'learnin_rate'" in bad.stderr
 
