@@ -33,13 +33,12 @@ import datasets
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .common import DatasetFormatError, build_splits, require_dir, skipping
+from .common import IMAGE_EXTENSIONS, DatasetFormatError, build_splits, require_dir, skipping
 from .features import classification_features
 from .splits import group_split
 
 NAME = "brain-tumor-mri"
 CLASSES = ("glioma", "meningioma", "notumor", "pituitary")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 # An item: (case_id = file stem, class index, path).
 Item = tuple[str, int, Path]
 

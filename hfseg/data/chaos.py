@@ -33,7 +33,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from .common import DatasetFormatError, build_splits, check_same_size, read_image, skipping
+from .common import DatasetFormatError, build_splits, check_same_size, grey_mask, read_image, skipping
 from .features import classes_present, segmentation_features
 from .splits import group_split
 
@@ -172,10 +172,7 @@ def map_ground(mask: np.ndarray, path: str | Path, value_ranges: Mapping[int, tu
                unmatched: str) -> np.ndarray:
     """Class indices (uint8) from a Ground PNG's grey values by inclusive range; other values are background or,
     with `unmatched="error"`, an error naming the file and the values."""
-    if mask.ndim == 3:
-        if not (mask == mask[..., :1]).all():
-            raise DatasetFormatError(f"Ground mask {path} has differing colour channels: expected 8-bit grey.")
-        mask = mask[..., 0]
+    mask = grey_mask(mask, path, "expected an 8-bit grey Ground PNG")
     if mask.dtype != np.uint8:
         raise DatasetFormatError(
             f"Ground mask {path} is {mask.dtype}, not 8-bit grey with 63/126/189/252 (a 1-bit mask is a CT liver "

@@ -24,6 +24,9 @@ from PIL import Image, UnidentifiedImageError
 CACHE_VERSION = "1"
 
 
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
 class DatasetFormatError(ValueError):
     """A dataset file or folder does not follow the expected layout; the message names the file and the fix."""
 
@@ -43,6 +46,15 @@ def read_image(path: Path) -> np.ndarray:
             return np.asarray(image)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DatasetFormatError(f"Cannot read {path}: corrupt or not an image ({err}). Replace or remove it.") from err
+
+
+def grey_mask(mask: np.ndarray, path: Any, fix: str = "save masks as one grey channel") -> np.ndarray:
+    """A 2D mask from a grey one or one whose colour channels are identical; differing channels are an error."""
+    if mask.ndim == 3:
+        if not (mask == mask[..., :1]).all():
+            raise DatasetFormatError(f"Mask {path} has differing colour channels: {fix}.")
+        mask = mask[..., 0]
+    return mask
 
 
 def check_same_size(image: np.ndarray, mask: np.ndarray, image_path: Any, mask_path: Any) -> None:

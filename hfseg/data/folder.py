@@ -20,12 +20,9 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from .common import DatasetFormatError, build_splits, check_same_size, read_image, skipping
+from .common import IMAGE_EXTENSIONS, DatasetFormatError, build_splits, grey_mask, check_same_size, read_image, skipping
 from .features import classes_present, segmentation_features
 from .splits import group_split
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-
 
 def _files(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
@@ -59,10 +56,7 @@ def pair_files(image_dir: Path, mask_dir: Path, mask_suffix: str = "") -> list[t
 def map_mask(mask: np.ndarray, path: Path, num_classes: int, value_map: dict[int, int] | None,
              threshold: float | None) -> np.ndarray:
     """Class indices (uint8) from a raw mask, or a `DatasetFormatError` naming the file and the bad values."""
-    if mask.ndim == 3:
-        if not (mask == mask[..., :1]).all():
-            raise DatasetFormatError(f"Mask {path} has differing colour channels; save masks as one grey channel.")
-        mask = mask[..., 0]
+    mask = grey_mask(mask, path)
     if threshold is not None:
         return (mask > threshold).astype(np.uint8)
     values = np.unique(mask)

@@ -39,13 +39,12 @@ from typing import Any
 import datasets
 import numpy as np
 
-from .common import DatasetFormatError, build_splits, check_same_size, read_image, require_dir, skipping
+from .common import IMAGE_EXTENSIONS, DatasetFormatError, build_splits, check_same_size, grey_mask, read_image, require_dir, skipping
 from .features import classes_present, segmentation_features
 from .splits import group_split
 
 NAME = "liver-voc"
 ID2LABEL = {0: "background", 1: "liver"}
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 LISTS = {"train": "train.txt", "validation": "val.txt", "test": "test.txt"}
 # An item: (case_id, image path, label path).
 Item = tuple[str, Path, Path]
@@ -133,10 +132,7 @@ def grey_image(image: np.ndarray, grayscale: bool) -> np.ndarray:
 
 def liver_mask(label: np.ndarray, path: Path, threshold: float, label_values: tuple[int, ...] | None) -> np.ndarray:
     """0/1 uint8 liver mask from a grey (or identical-channel) label PNG, or an error naming the file."""
-    if label.ndim == 3:
-        if not (label == label[..., :1]).all():
-            raise DatasetFormatError(f"Label {path} has differing colour channels; save labels as one grey channel.")
-        label = label[..., 0]
+    label = grey_mask(label, path, "save labels as one grey channel")
     if label_values is not None:
         bad = sorted(set(np.unique(label).tolist()) - set(label_values))
         if bad:

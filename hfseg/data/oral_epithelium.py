@@ -44,14 +44,13 @@ from typing import Any
 import datasets
 import numpy as np
 
-from .common import DatasetFormatError, build_splits, check_same_size, read_image, require_dir, skipping
+from .common import IMAGE_EXTENSIONS, DatasetFormatError, build_splits, check_same_size, grey_mask, read_image, require_dir, skipping
 from .features import classes_present, segmentation_features
 from .splits import group_split
 
 NAME = "oral-epithelium"
 GRADES = ("healthy", "mild", "moderate", "severe")
 ID2LABEL = {0: "background", 1: "nucleus"}
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 MASK_SUFFIXES = ("_mask", "-mask", "_gt", "_label", "_seg")
 STUDY_FOLDERS = {"train": ("Training Images", "Training Masks"), "test": ("Test Images", "Test Masks")}
 # An item: (case_id, grade index or -1, image path, mask path).
@@ -186,12 +185,8 @@ def nucleus_mask(mask: np.ndarray, path: Path, threshold: float, invert: bool, s
             if not (mask[..., -1] == mask[..., -1].max()).all():
                 raise DatasetFormatError(f"Mask {path} has a varying alpha channel; save masks without alpha.")
             mask = mask[..., :-1]
-        if not (mask == mask[..., :1]).all():
-            raise DatasetFormatError(
-                f"Mask {path} has differing colour channels (an instance-coloured mask?): use the binary masks of "
-                "Gold_Standard_Semantic_Segmentation, or save masks as one grey channel."
-            )
-        mask = mask[..., 0]
+    mask = grey_mask(mask, path, "an instance-coloured mask? Use the binary masks of "
+                     "Gold_Standard_Semantic_Segmentation, or save masks as one grey channel")
     if strict_binary:
         values = np.unique(mask)
         if len(values) > 2:

@@ -198,9 +198,9 @@ class Trainer:
                             and panel is None)
             logits = logits_at(out.logits, labels.shape[-2:])
             loss = _loss(self.cfg, logits, labels)
-            preds = predict(logits)
+            local_preds = predict(logits)
             preds, labels, losses = self.accelerator.gather_for_metrics(
-                (preds, labels, loss.detach().expand(preds.shape[0])))
+                (local_preds, labels, loss.detach().expand(local_preds.shape[0])))
             loss_sum += losses.sum()
             count += losses.numel()
             metrics.update(preds, labels)
@@ -208,7 +208,7 @@ class Trainer:
                 n = self.cfg.train.panels
                 attention = getattr(out, "attentions", None)
                 attention = attention[-1][:n, 0] if attention else None  # the finest gate
-                panel = (batch["pixel_values"][:n], batch["labels"][:n], predict(logits)[:n], attention)
+                panel = (batch["pixel_values"][:n], batch["labels"][:n], local_preds[:n], attention)
         model.train(was_training)
         result = metrics.compute()
         result["loss"] = (loss_sum / max(count, 1)).item()
