@@ -81,7 +81,10 @@ def resolve_resume(resume: str | None, output_dir: Path) -> Path | None:
 class Trainer:
     """One training run; `Trainer(cfg).fit()` returns the final metrics."""
 
-    def __init__(self, cfg: RecipeConfig) -> None:
+    def __init__(self, cfg: RecipeConfig, model: torch.nn.Module | None = None) -> None:
+        """`model`: a prebuilt network used instead of `create_model(cfg.model.name)` (e.g. a peer library's model in
+        the benchmarks); it must take `pixel_values` and return an output with `.logits`, and save with
+        `save_pretrained`."""
         self.cfg = cfg
         t = cfg.train
         self.output_dir = Path(t.output_dir)
@@ -105,8 +108,9 @@ class Trainer:
         with self.accelerator.main_process_first():  # the dataset cache is built once
             self.data = load_recipe_data(cfg)
         self.train_loader, self.eval_loader = build_dataloaders(cfg, self.data)
-        self.model = create_model(cfg.model.name, id2label=self.data.id2label, num_channels=self.data.num_channels,
-                                  pretrained=cfg.model.pretrained, **cfg.model.kwargs)
+        self.model = model if model is not None else create_model(
+            cfg.model.name, id2label=self.data.id2label, num_channels=self.data.num_channels,
+            pretrained=cfg.model.pretrained, **cfg.model.kwargs)
         if cfg.model.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optim)
@@ -222,7 +226,7 @@ class Trainer:
 
     @staticmethod
     def _wants_attention(model: torch.nn.Module) -> bool:
-        return getattr(model.config, "attention", None) == "gate"
+        return getattr(getattr(model, "config", None), "attention", None) == "gate"
 
     # -- training ----------------------------------------------------------------------------------------------
     def resume(self) -> None:
@@ -388,6 +392,7 @@ def _flat_config(cfg: RecipeConfig) -> dict[str, Any]:
     return flat
 
 
-def train(cfg: RecipeConfig) -> dict[str, Any]:
-    """Run the recipe described by `cfg`; returns the summary also written to metrics.json."""
-    return Trainer(cfg).fit()
+def train(cfg: RecipeConfig, model: torch.nn.Module | None = None) -> dict[str, Any]:
+    """Run the recipe described by `cfg` (with a prebuilt `model` if given); returns the summary also written to
+    metrics.json."""
+    return Trainer(cfg, model).fit()
