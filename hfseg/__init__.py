@@ -4,11 +4,15 @@ from ._registration import register as _register
 from .models import (
     FAMILIES,
     UNET_PRESETS,
+    SmallCNNConfig,
+    SmallCNNForImageClassification,
     UNetConfig,
     UNetForSemanticSegmentation,
     UNetImageProcessor,
     UNetModel,
+    available_classifiers,
     available_models,
+    create_classifier,
     create_model,
 )
 
@@ -19,10 +23,14 @@ _register()
 __all__ = [
     "FAMILIES",
     "UNET_PRESETS",
+    "SmallCNNConfig",
+    "SmallCNNForImageClassification",
     "UNetConfig",
     "UNetForSemanticSegmentation",
     "UNetImageProcessor",
     "UNetModel",
+    "available_classifiers",
     "available_models",
+    "create_classifier",
     "create_model",
 ]

@@ -3,8 +3,12 @@
 With no arguments it trains the Attention U-Net on the embedded `demo` dataset (recipes/configs/demo.yaml), a few
 minutes on a laptop CPU. Add `--num_processes N` to `accelerate launch` for data-parallel training.
 
+`task: classification` (in the YAML or `--task classification`) trains an image classifier (`model.name` one of
+`hfseg.available_classifiers()`) on a `ClassLabel` column (`data.label_column`) instead of a segmentation model.
+
 Examples:
     accelerate launch recipes/train.py --config recipes/configs/chaos_attention_unet.yaml --data_dir data/CHAOS
+    accelerate launch recipes/train.py --config recipes/configs/brain_tumor_resnet18.yaml --data_dir data/brain-tumor
     accelerate launch recipes/train.py model.name=segformer-b0 optim.lr=3e-4 --epochs 5
     accelerate launch recipes/train.py --output_dir runs/demo --resume latest
 """
@@ -20,6 +24,7 @@ DEFAULT_CONFIG = Path(__file__).parent / "configs" / "demo.yaml"
 
 # Plain flags -> config keys.
 FLAGS = {
+    "task": "task",
     "output_dir": "train.output_dir",
     "model": "model.name",
     "dataset": "data.dataset",

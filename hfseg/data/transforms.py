@@ -48,7 +48,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -418,16 +418,57 @@ class ClassificationTransform(_Transform):
     """For `with_transform` on classification data: `{"image", "label": int}` -> `{"pixel_values", "labels"}`.
 
     The same pipeline as `SegmentationTransform` with the ops applied to the image alone; `labels` are int64 scalar
-    tensors. Images of varying sizes need `size` (or `scale`) to be batched.
+    tensors. Images of varying sizes need `size` (or `scale`) to be batched. A PIL image whose mode disagrees with
+    the processor's `num_channels` (1 or 3) is converted first (RGB to L, grey to RGB, as `hfseg.evaluation`'s
+    inference does), so a dataset mixing grey and RGB files (brain-tumor-mri) gives one channel count.
+
+    Args:
+        processor, augment, size, train, seed, input_data_format: as for `SegmentationTransform`.
+        label_column (`str`, *optional*, defaults to `"label"`): the column holding each image's class index.
+        emphasis (`Callable[[np.ndarray], np.ndarray]`, *optional*): preprocessing of every image, in training and
+            evaluation alike, before anything else: it takes the decoded image as an array, (H, W) or (H, W, C),
+            and returns one in the same layout (any size and dtype), e.g. the segment-then-classify emphasis of a
+            segmented region (`hfseg.training.data.build_emphasis`).
     """
 
+    def __init__(
+        self,
+        processor: Any,
+        augment: AugmentConfig | Mapping[str, Any] | None = None,
+        size: tuple[int, int] | None = None,
+        train: bool = False,
+        seed: int | None = None,
+        input_data_format: str | None = "channels_last",
+        label_column: str = "label",
+        emphasis: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> None:
+        super().__init__(processor, augment, size, train, seed, input_data_format)
+        self.label_column = label_column
+        self.emphasis = emphasis
+
+    def _prepare(self, raw: Any) -> Any:
+        image = _match_mode(raw, getattr(self.processor, "num_channels", None))
+        if self.emphasis is None:
+            return image
+        return np.asarray(self.emphasis(np.asarray(image) if isinstance(image, Image.Image) else _array(image)))
+
     def __call__(self, batch: dict[str, list]) -> dict[str, list[torch.Tensor]]:
-        labels = batch.get("label")
+        labels = batch.get(self.label_column)
         with self._rng():
-            pixel_values = [self._process(self._image(raw), None)[0] for raw in batch["image"]]
+            pixel_values = [self._process(self._image(self._prepare(raw)), None)[0] for raw in batch["image"]]
         if labels is None:
             return {"pixel_values": pixel_values}
         return {"pixel_values": pixel_values, "labels": [torch.tensor(int(y), dtype=torch.long) for y in labels]}
+
+
+def _match_mode(image: Any, channels: int | None) -> Any:
+    """A PIL image converted to RGB or grey when `channels` is 3 or 1 and its mode has the other count."""
+    if isinstance(image, Image.Image):
+        if channels == 3 and image.mode != "RGB":
+            return image.convert("RGB")
+        if channels == 1 and image.mode not in ("L", "I", "I;16", "F"):
+            return image.convert("L")
+    return image
 
 
 # -- offline expansion ---------------------------------------------------------------------------------------------

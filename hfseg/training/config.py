@@ -1,6 +1,7 @@
 """The recipe's configuration: nested dataclasses, read from YAML, overridden by dotted `key=value` pairs.
 
 ```yaml
+task: segmentation  # or classification (model.name a classifier, data.label_column a ClassLabel column)
 model: {name: attention-unet, kwargs: {base_channels: 16}}
 data: {dataset: demo, size: [128, 128]}
 optim: {name: adam, lr: 1.0e-3}
@@ -8,7 +9,8 @@ train: {epochs: 10, batch_size: 8}
 ```
 `load_config("recipes/configs/x.yaml", ["optim.lr=3e-4", "model.name=segformer-b0"])`: values are parsed as YAML
 (`3e-4` is a float, `[1, 2]` a list, `null` None). An unknown key is an error listing the valid keys of its section.
-The resolved config is saved with every run (`config.yaml`), and a run is reproduced from it.
+The resolved config is saved with every run (`config.yaml`), and a run is reproduced from it. `loss.name` and
+`train.metric` default by task (segmentation: `dice_ce`, `mean_foreground_dice`; classification: `ce`, `accuracy`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,14 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+TASKS = ("segmentation", "classification")
 LOSSES = ("ce", "dice", "dice_ce", "focal")
+CLASSIFICATION_LOSSES = ("ce",)
+# Scalars of `hfseg.metrics.ClassificationMetrics.compute()` usable as train.metric (higher is better).
+CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "macro_precision", "macro_recall", "macro_f1",
+                          "weighted_f1", "mean_max_probability", "mean_true_class_probability")
+DEFAULT_LOSS = {"segmentation": "dice_ce", "classification": "ce"}
+DEFAULT_METRIC = {"segmentation": "mean_foreground_dice", "classification": "accuracy"}
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "exponential", "step", "multistep", "cosine", "polynomial")
 PRECISIONS = ("no", "fp16", "bf16")
@@ -39,7 +48,12 @@ class ModelSection:
 
 @dataclass
 class DataSection:
-    """Which dataset (a `hfseg.data.load` name), its options, and the image processor's normalization."""
+    """Which dataset (a `hfseg.data.load` name), its options, and the image processor's normalization.
+
+    Classification reads the class of each image from `label_column` (a `ClassLabel` column: `label` for
+    brain-tumor-mri, `grade` for oral-epithelium) and needs `size`. `emphasis` is the segment-then-classify hook
+    (`{segmenter: <run folder>, mode: dim, background: 0.3}`), see `hfseg.training.data.build_emphasis`.
+    """
 
     dataset: str = "demo"
     data_dir: str | None = None
@@ -47,23 +61,30 @@ class DataSection:
     train_split: str = "train"
     eval_split: str = "validation"
     size: list[int] | None = None  # [height, width] the network sees; None keeps the native size
-    normalization: str | None = None  # None: zscore for U-Nets, ImageNet mean/std for pretrained transformers
+    normalization: str | None = None  # None: per-image zscore (see UNetImageProcessor)
     processor: dict[str, Any] = field(default_factory=dict)  # other UNetImageProcessor fields
     num_workers: int = 0
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
+    label_column: str = "label"  # classification: the ClassLabel column holding each image's class
+    emphasis: dict[str, Any] = field(default_factory=dict)  # classification: segment-then-classify preprocessing
 
 
 @dataclass
 class LossSection:
-    """Training loss; see `hfseg.models.unet.loss_unet` for the Dice policy on absent classes."""
+    """Training loss; see `hfseg.models.unet.loss_unet` for the Dice policy on absent classes.
 
-    name: str = "dice_ce"
+    `name` defaults by task: `dice_ce` for segmentation, `ce` (cross-entropy, the only classification loss) for
+    classification. `label_smoothing` is classification's (torch `cross_entropy`'s); `class_weights` serve both.
+    """
+
+    name: str | None = None  # None: the task's default
     class_weights: list[float] | None = None
     ignore_index: int = 255
     include_background: bool = False
     dice_smooth: float = 1e-5
     focal_gamma: float = 2.0
+    label_smoothing: float = 0.0
 
 
 @dataclass
@@ -100,7 +121,9 @@ class TrainSection:
     mixed_precision: str = "no"
     seed: int = 0
     ema_decay: float | None = None  # e.g. 0.999: evaluate and save an exponential moving average of the weights
-    metric: str = "mean_foreground_dice"  # validation metric for the best checkpoint and early stopping
+    # Validation metric for the best checkpoint and early stopping (higher is better); None: the task's default,
+    # mean_foreground_dice (segmentation) or accuracy (classification).
+    metric: str | None = None
     early_stopping_patience: int | None = None  # evaluations without improvement before stopping
     early_stopping_min_delta: float = 0.0  # an improvement must exceed the best by more than this
     checkpointing: str | int = "epoch"  # "epoch", or every N optimizer steps
@@ -123,6 +146,14 @@ class RecipeConfig:
     optim: OptimSection = field(default_factory=OptimSection)
     scheduler: SchedulerSection = field(default_factory=SchedulerSection)
     train: TrainSection = field(default_factory=TrainSection)
+    task: str = "segmentation"  # or "classification"; last, so the sections keep their places in messages
+
+    def __post_init__(self) -> None:
+        """Fill the task-dependent defaults (`loss.name`, `train.metric`) left unset."""
+        if self.loss.name is None:
+            self.loss.name = DEFAULT_LOSS.get(self.task)
+        if self.train.metric is None:
+            self.train.metric = DEFAULT_METRIC.get(self.task)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -132,7 +163,7 @@ class RecipeConfig:
 
 
 # Keys whose values are free-form mappings (their inner keys are checked by the code that consumes them).
-_FREE = {"model.kwargs", "data.options", "data.processor", "augment"}
+_FREE = {"model.kwargs", "data.options", "data.processor", "data.emphasis", "augment"}
 
 
 def _section_type(cls: type, name: str) -> type | None:
@@ -227,6 +258,11 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
 
 def validate(config: RecipeConfig) -> None:
     """Raise `ValueError` for values no run can use, naming the key and the allowed values."""
+    if config.task not in TASKS:
+        raise ValueError(f"task={config.task!r} is not allowed; choose one of {', '.join(TASKS)}.")
+    if config.task == "classification" and config.loss.name not in CLASSIFICATION_LOSSES:
+        raise ValueError(f"loss.name={config.loss.name!r} is a segmentation loss; task: classification trains with "
+                         f"{', '.join(CLASSIFICATION_LOSSES)} (cross-entropy; see loss.label_smoothing).")
     checks = [
         ("loss.name", config.loss.name, LOSSES),
         ("optim.name", config.optim.name, OPTIMIZERS),
@@ -254,3 +290,32 @@ def validate(config: RecipeConfig) -> None:
         raise ValueError(f"data.size must be [height, width], got {size!r}.")
     if t.push_to_hub and not t.hub_model_id:
         raise ValueError("train.push_to_hub needs train.hub_model_id (e.g. your-name/unet-demo).")
+    if not 0 <= config.loss.label_smoothing < 1:
+        raise ValueError(f"loss.label_smoothing must be in [0, 1), got {config.loss.label_smoothing}.")
+    _validate_task(config)
+
+
+def _validate_task(config: RecipeConfig) -> None:
+    """The keys whose meaning depends on `task`: the model family, the data size, the metric, label smoothing."""
+    from ..models import available_classifiers, available_models
+
+    name, task = config.model.name, config.task
+    if task == "classification":
+        if name in available_models():
+            raise ValueError(f"model.name={name!r} is a segmentation model but task is classification; choose a "
+                             f"classifier ({', '.join(available_classifiers())}) or set task: segmentation.")
+        if config.data.size is None:
+            raise ValueError("task: classification needs data.size=[height, width]: every image is resized to it to "
+                             "be batched (e.g. data.size=[224, 224]).")
+        if config.train.metric not in CLASSIFICATION_METRICS:
+            raise ValueError(f"train.metric={config.train.metric!r} is not a classification metric; choose one of "
+                             f"{', '.join(CLASSIFICATION_METRICS)}.")
+        return
+    if name in available_classifiers():
+        raise ValueError(f"model.name={name!r} is an image classifier but task is segmentation; set task: "
+                         f"classification, or choose a segmentation model ({', '.join(available_models())}).")
+    if config.loss.label_smoothing:
+        raise ValueError("loss.label_smoothing is a classification option (task: classification); segmentation "
+                         "losses do not use it.")
+    if config.data.emphasis:
+        raise ValueError("data.emphasis (segment-then-classify) applies to task: classification only.")

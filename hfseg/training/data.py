@@ -1,7 +1,13 @@
-"""From the recipe's data section to `DataLoader`s: load the dataset, pick the processor, attach the transforms."""
+"""From the recipe's data section to `DataLoader`s: load the dataset, pick the processor, attach the transforms.
+
+Segmentation items are `{"pixel_values": (C, H, W), "labels": (H, W)}`; classification items (`task:
+classification`) are `{"pixel_values": (C, h, w), "labels": ()}`, the class read from `data.label_column`.
+"""
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,20 +18,42 @@ from torch.utils.data import DataLoader
 
 from ..data import id2label as dataset_id2label
 from ..data import load
-from ..data.transforms import AugmentConfig, SegmentationTransform
+from ..data.transforms import AugmentConfig, ClassificationTransform, SegmentationTransform
 from ..models.unet.image_processing_unet import UNetImageProcessor
 from .config import RecipeConfig
+
+Emphasis = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
 class RecipeData:
-    """Everything the loop needs from the data side."""
+    """Everything the loop needs from the data side.
+
+    `emphasis` (classification only) is applied to every image before its transform (see `build_emphasis`).
+    """
 
     train: datasets.Dataset
     eval: datasets.Dataset | None
     id2label: dict[int, str]
     num_channels: int
     processor: UNetImageProcessor
+    task: str = "segmentation"
+    label_column: str = "label"
+    emphasis: Emphasis | None = None
+
+
+def build_emphasis(spec: Mapping[str, Any] | None) -> Emphasis | None:
+    """The segment-then-classify hook: `data.emphasis` -> a per-image callable, or None when the spec is empty.
+
+    The spec names a segmentation run and how its mask emphasizes the image, e.g. `{segmenter: runs/oral_ag/best,
+    mode: dim, background: 0.3}` (`hfseg.pipeline.emphasize`); the callable takes the decoded image as an array
+    (H, W) or (H, W, C) and returns the emphasized one (see `ClassificationTransform`).
+    """
+    if not spec:
+        return None
+    raise NotImplementedError(
+        f"data.emphasis={dict(spec)!r}: segment-then-classify preprocessing in the training recipe is not "
+        "implemented yet; remove data.emphasis to train on the plain images.")
 
 
 def build_processor(cfg: RecipeConfig, num_channels: int) -> UNetImageProcessor:
@@ -37,6 +65,33 @@ def build_processor(cfg: RecipeConfig, num_channels: int) -> UNetImageProcessor:
     return UNetImageProcessor(**kwargs)
 
 
+def _class_label(split: datasets.Dataset, cfg: RecipeConfig) -> datasets.ClassLabel:
+    """The `ClassLabel` feature of `data.label_column`, or an error listing the columns that would do."""
+    column, features = cfg.data.label_column, split.features
+    usable = [name for name, feature in features.items() if isinstance(feature, datasets.ClassLabel)]
+    hint = f"ClassLabel columns: {', '.join(usable)}" if usable else "it has no ClassLabel column"
+    if column not in features:
+        raise ValueError(f"Dataset {cfg.data.dataset!r} has no column data.label_column={column!r}; its columns are "
+                         f"{', '.join(features)} ({hint}).")
+    if not isinstance(features[column], datasets.ClassLabel):
+        raise ValueError(f"data.label_column={column!r} of dataset {cfg.data.dataset!r} is not a ClassLabel column "
+                         f"(one class per image) but {type(features[column]).__name__}; {hint}.")
+    return features[column]
+
+
+def _labelled(split: datasets.Dataset | None, column: str, name: str) -> datasets.Dataset | None:
+    """The rows whose class is known: a ClassLabel holds -1 for a missing value (an ungraded oral ROI)."""
+    if split is None:
+        return None
+    labels = np.asarray(split[column])
+    keep = np.flatnonzero(labels >= 0)
+    if len(keep) == len(labels):
+        return split
+    warnings.warn(f"{len(labels) - len(keep)} of {len(labels)} {name} images have no {column!r} (-1) and are left out.",
+                  stacklevel=3)
+    return split.select(keep)
+
+
 def load_recipe_data(cfg: RecipeConfig) -> RecipeData:
     """Load the dataset by name, check the splits, and read the classes and channel count from it."""
     data = cfg.data
@@ -45,18 +100,27 @@ def load_recipe_data(cfg: RecipeConfig) -> RecipeData:
         raise ValueError(f"Dataset {data.dataset!r} has no split {data.train_split!r}; it has {', '.join(splits)}.")
     train = splits[data.train_split]
     evaluation = splits[data.eval_split] if data.eval_split and data.eval_split in splits else None
+    classification = cfg.task == "classification"
+    if classification:
+        id2label = dict(enumerate(_class_label(train, cfg).names))
+        train = _labelled(train, data.label_column, "training")
+        evaluation = _labelled(evaluation, data.label_column, "evaluation")
+    elif isinstance(train.features.get("label"), datasets.ClassLabel):
+        raise ValueError(f"Dataset {data.dataset!r} is a classification dataset (one class per image): set "
+                         "task: classification (and model.name to a classifier, e.g. resnet18) to train on it.")
     if data.max_train_samples:
         train = train.select(range(min(data.max_train_samples, len(train))))
     if evaluation is not None and data.max_eval_samples:
         evaluation = evaluation.select(range(min(data.max_eval_samples, len(evaluation))))
-    if isinstance(train.features.get("label"), datasets.ClassLabel):
-        raise ValueError(f"Dataset {data.dataset!r} is a classification dataset; the recipe trains segmentation "
-                         "models only (classification training is not available yet).")
+    if not classification:
+        id2label = dataset_id2label(splits)
     image = train[0]["image"]
     image = np.asarray(image, dtype=np.float32) if isinstance(image, list) else image  # Array3D rows are lists
     probe = UNetImageProcessor(normalization="none").to_channels_first(image, "channels_last")
-    return RecipeData(train, evaluation, dataset_id2label(splits), int(probe.shape[0]),
-                      build_processor(cfg, int(probe.shape[0])))
+    channels = int(probe.shape[0])
+    emphasis = build_emphasis(data.emphasis) if classification else None
+    return RecipeData(train, evaluation, id2label, channels, build_processor(cfg, channels), task=cfg.task,
+                      label_column=data.label_column, emphasis=emphasis)
 
 
 def _collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -67,21 +131,25 @@ def _collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     return {key: torch.stack([item[key] for item in items]) for key in items[0]}
 
 
+def _transform(cfg: RecipeConfig, data: RecipeData, train: bool) -> SegmentationTransform | ClassificationTransform:
+    size = tuple(cfg.data.size) if cfg.data.size is not None else None
+    augment = AugmentConfig.from_dict(cfg.augment) if train else None
+    if data.task == "classification":
+        return ClassificationTransform(data.processor, augment, size, train=train, label_column=data.label_column,
+                                       emphasis=data.emphasis)
+    return SegmentationTransform(data.processor, augment, size, train=train, ignore_index=cfg.loss.ignore_index)
+
+
 def build_dataloaders(cfg: RecipeConfig, data: RecipeData) -> tuple[DataLoader, DataLoader | None]:
     """Training loader (shuffled, augmented) and evaluation loader (in order, no augmentation)."""
-    size = tuple(cfg.data.size) if cfg.data.size is not None else None
-    augment = AugmentConfig.from_dict(cfg.augment)
-    ignore = cfg.loss.ignore_index
-    train = data.train.with_transform(SegmentationTransform(data.processor, augment, size, train=True,
-                                                            ignore_index=ignore))
+    train = data.train.with_transform(_transform(cfg, data, train=True))
     workers = cfg.data.num_workers
     common = dict(collate_fn=_collate, num_workers=workers, persistent_workers=workers > 0,
                   pin_memory=torch.cuda.is_available())
     train_loader = DataLoader(train, batch_size=cfg.train.batch_size, shuffle=True, drop_last=False, **common)
     if data.eval is None:
         return train_loader, None
-    evaluation = data.eval.with_transform(SegmentationTransform(data.processor, None, size, train=False,
-                                                                ignore_index=ignore))
+    evaluation = data.eval.with_transform(_transform(cfg, data, train=False))
     eval_loader = DataLoader(evaluation, batch_size=cfg.train.eval_batch_size or cfg.train.batch_size,
                              shuffle=False, **common)
     return train_loader, eval_loader

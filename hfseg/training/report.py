@@ -1,4 +1,5 @@
-"""What a run writes besides checkpoints: history.csv, metrics.json, curve plots, prediction panels and their GIF."""
+"""What a run writes besides checkpoints: history.csv, metrics.json, curve plots, prediction panels (confusion
+matrices for classification) and their GIF."""
 
 from __future__ import annotations
 
@@ -72,6 +73,39 @@ def plot_curves(path: Path, history: Sequence[Mapping[str, Any]], metric: str) -
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def confusion_figure(cm: Sequence[Sequence[int]] | np.ndarray | torch.Tensor, names: Sequence[str],
+                     title: str = "") -> Image.Image:
+    """A confusion matrix (rows = true class, columns = predicted) as an image: each cell coloured by its share of
+    the true class (row-normalized, so classes of any size compare) and labelled with its count."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = np.asarray(torch.as_tensor(cm).cpu(), dtype=np.int64)
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1] or counts.shape[0] != len(names):
+        raise ValueError(f"A confusion matrix must be (K, K) with K = {len(names)} class names, got {counts.shape}.")
+    rows = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, rows, out=np.zeros(counts.shape, dtype=float), where=rows > 0)
+    k = len(names)
+    side = 2.2 + 0.6 * k
+    fig, ax = plt.subplots(figsize=(side + 1.0, side))
+    shown = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    for t in range(k):
+        for p in range(k):
+            ax.text(p, t, str(counts[t, p]), ha="center", va="center", fontsize=9,
+                    color="white" if share[t, p] > 0.5 else "black")
+    ax.set_xticks(range(k), [str(n) for n in names], rotation=45, ha="right")
+    ax.set_yticks(range(k), [str(n) for n in names])
+    ax.set(xlabel="predicted", ylabel="true", title=title or "Confusion matrix")
+    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    fig.tight_layout()
+    fig.canvas.draw()
+    image = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
+    plt.close(fig)
+    return image
 
 
 def _display(image: torch.Tensor) -> np.ndarray:

@@ -3,6 +3,9 @@
 Reads top to bottom like accelerate's examples: Accelerator, data, model, optimizer and schedule, `prepare`,
 resume, then per epoch train / evaluate / write / checkpoint. Accelerate does the device, precision, gradient
 accumulation and process work; everything written to disk is written by the main process only.
+
+What depends on `task` (the model family, the loss, the metrics and the per-epoch pictures) sits in a task object,
+`SegmentationTask` or `ClassificationTask`; the loop is the same for both.
 """
 
 from __future__ import annotations
@@ -16,20 +19,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from ..metrics import SegmentationMetrics
+from ..metrics import ClassificationMetrics, SegmentationMetrics
+from ..models.classifiers import create_classifier
 from ..models.outputs import logits_at, predict
 from ..models.unet.loss_unet import segmentation_loss
 from ..models.zoo import create_model
 from .config import RecipeConfig
-from .data import build_dataloaders, load_recipe_data
+from .data import RecipeData, build_dataloaders, load_recipe_data
 from .optim import build_optimizer, build_scheduler
-from .report import plot_curves, prediction_panel, write_gif, write_history, write_json
+from .report import confusion_figure, plot_curves, prediction_panel, write_gif, write_history, write_json
 
 
 @dataclass
@@ -58,6 +63,122 @@ def _loss(cfg: RecipeConfig, logits: torch.Tensor, labels: torch.Tensor) -> torc
                              include_background=c.include_background, focal_gamma=c.focal_gamma)
 
 
+class SegmentationTask:
+    """Segmentation: a zoo model, logits resized to the label maps, `segmentation_loss`, `SegmentationMetrics` of
+    the argmax maps, and a panel of image | truth | prediction (| attention) per evaluation."""
+
+    name = "segmentation"
+
+    def __init__(self, cfg: RecipeConfig, id2label: dict[int, str]) -> None:
+        self.cfg = cfg
+        self.id2label = id2label
+        self.num_labels = len(id2label)
+
+    def build_model(self, data: RecipeData) -> torch.nn.Module:
+        m = self.cfg.model
+        return create_model(m.name, id2label=data.id2label, num_channels=data.num_channels, pretrained=m.pretrained,
+                            **m.kwargs)
+
+    def forward_kwargs(self, model: torch.nn.Module, want_panel: bool) -> dict[str, Any]:
+        """Extra model inputs at evaluation: the attention-gate maps while a panel is still to be drawn."""
+        wants = getattr(getattr(model, "config", None), "attention", None) == "gate"
+        return {"output_attentions": wants and want_panel}
+
+    def align(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return logits_at(logits, labels.shape[-2:])
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return _loss(self.cfg, logits, labels)
+
+    def scores(self, logits: torch.Tensor) -> torch.Tensor:
+        """What is gathered across processes and given to the metrics: the predicted label maps."""
+        return predict(logits)
+
+    def metrics(self) -> SegmentationMetrics:
+        return SegmentationMetrics(num_classes=max(self.num_labels, 2), ignore_index=self.cfg.loss.ignore_index,
+                                   id2label=self.id2label if self.num_labels > 1 else None)
+
+    def panel_sample(self, batch: dict[str, torch.Tensor], out: Any, scores: torch.Tensor) -> tuple | None:
+        n = self.cfg.train.panels
+        attention = getattr(out, "attentions", None)
+        attention = attention[-1][:n, 0] if attention else None  # the finest gate
+        return batch["pixel_values"][:n], batch["labels"][:n], scores[:n], attention
+
+    def write_evaluation(self, output_dir: Path, epoch: int, result: dict[str, Any], sample: tuple | None) -> None:
+        """panels/epoch_NNN.png: the first evaluation images with their truth and prediction."""
+        if sample is None:
+            return
+        folder = output_dir / "panels"
+        folder.mkdir(parents=True, exist_ok=True)
+        metric = self.cfg.train.metric
+        title = f"epoch {epoch}  {metric} {result.get(metric, float('nan')):.3f}"
+        prediction_panel(*sample, title=title).save(folder / f"epoch_{epoch:03d}.png")
+
+
+class ClassificationTask:
+    """Image classification: a classifier of `create_classifier`, cross-entropy (class weights, label smoothing),
+    `ClassificationMetrics` of the logits, and the confusion matrix as the picture of each evaluation."""
+
+    name = "classification"
+
+    def __init__(self, cfg: RecipeConfig, id2label: dict[int, str]) -> None:
+        self.cfg = cfg
+        self.id2label = id2label
+        self.num_labels = len(id2label)
+        weights = cfg.loss.class_weights
+        if weights is not None and len(weights) != self.num_labels:
+            raise ValueError(f"loss.class_weights has {len(weights)} entries but the data has {self.num_labels} "
+                             f"classes ({', '.join(id2label.values())}); give one weight per class.")
+        self.class_weights = torch.tensor(weights, dtype=torch.float32) if weights is not None else None
+
+    def build_model(self, data: RecipeData) -> torch.nn.Module:
+        m = self.cfg.model
+        return create_classifier(m.name, id2label=data.id2label, num_channels=data.num_channels,
+                                 pretrained=m.pretrained, image_size=self.cfg.data.size, **m.kwargs)
+
+    def forward_kwargs(self, model: torch.nn.Module, want_panel: bool) -> dict[str, Any]:
+        return {}
+
+    def align(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return logits
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        weight = self.class_weights.to(logits.device) if self.class_weights is not None else None
+        return F.cross_entropy(logits.float(), labels, weight=weight,
+                               label_smoothing=self.cfg.loss.label_smoothing)
+
+    def scores(self, logits: torch.Tensor) -> torch.Tensor:
+        """The logits themselves (B, K), so the metrics also get each answer's confidence."""
+        return logits.float()
+
+    def metrics(self) -> ClassificationMetrics:
+        return ClassificationMetrics(num_classes=self.num_labels, id2label=self.id2label)
+
+    def panel_sample(self, batch: dict[str, torch.Tensor], out: Any, scores: torch.Tensor) -> tuple | None:
+        return None  # the picture is drawn from the whole split's confusion matrix
+
+    def write_evaluation(self, output_dir: Path, epoch: int, result: dict[str, Any], sample: tuple | None) -> None:
+        """confusion.png (the latest evaluation) and, with `train.panels`, panels/epoch_NNN.png for panels.gif."""
+        metric = self.cfg.train.metric
+        title = f"epoch {epoch}  {metric} {result.get(metric, float('nan')):.3f}"
+        image = confusion_figure(result["confusion_matrix"], result["labels"], title=title)
+        image.save(output_dir / "confusion.png")
+        if self.cfg.train.panels:
+            folder = output_dir / "panels"
+            folder.mkdir(parents=True, exist_ok=True)
+            image.save(folder / f"epoch_{epoch:03d}.png")
+
+
+TASKS = {"segmentation": SegmentationTask, "classification": ClassificationTask}
+
+
+def make_task(cfg: RecipeConfig, id2label: dict[int, str]) -> SegmentationTask | ClassificationTask:
+    """The task object of `cfg.task`."""
+    if cfg.task not in TASKS:
+        raise ValueError(f"task={cfg.task!r} is not allowed; choose one of {', '.join(TASKS)}.")
+    return TASKS[cfg.task](cfg, id2label)
+
+
 def _checkpoint_dirs(output_dir: Path) -> list[Path]:
     folder = output_dir / "checkpoints"
     return sorted(folder.glob("step_*"), key=lambda p: int(p.name.split("_")[1])) if folder.is_dir() else []
@@ -82,9 +203,9 @@ class Trainer:
     """One training run; `Trainer(cfg).fit()` returns the final metrics."""
 
     def __init__(self, cfg: RecipeConfig, model: torch.nn.Module | None = None) -> None:
-        """`model`: a prebuilt network used instead of `create_model(cfg.model.name)` (e.g. a peer library's model in
-        the benchmarks); it must take `pixel_values` and return an output with `.logits`, and save with
-        `save_pretrained`."""
+        """`model`: a prebuilt network used instead of the task's `create_model` / `create_classifier` (e.g. a peer
+        library's model in the benchmarks); it must take `pixel_values` and return an output with `.logits`, and save
+        with `save_pretrained`."""
         self.cfg = cfg
         t = cfg.train
         self.output_dir = Path(t.output_dir)
@@ -108,9 +229,8 @@ class Trainer:
         with self.accelerator.main_process_first():  # the dataset cache is built once
             self.data = load_recipe_data(cfg)
         self.train_loader, self.eval_loader = build_dataloaders(cfg, self.data)
-        self.model = model if model is not None else create_model(
-            cfg.model.name, id2label=self.data.id2label, num_channels=self.data.num_channels,
-            pretrained=cfg.model.pretrained, **cfg.model.kwargs)
+        self.task = make_task(cfg, self.data.id2label)
+        self.model = model if model is not None else self.task.build_model(self.data)
         if cfg.model.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optim)
@@ -147,9 +267,8 @@ class Trainer:
         x = batch["pixel_values"]
         return x.to(memory_format=torch.channels_last) if self.cfg.model.channels_last else x
 
-    def _metrics(self) -> SegmentationMetrics:
-        return SegmentationMetrics(num_classes=max(self.num_labels, 2), ignore_index=self.cfg.loss.ignore_index,
-                                   id2label=self.data.id2label if self.num_labels > 1 else None)
+    def _metrics(self) -> SegmentationMetrics | ClassificationMetrics:
+        return self.task.metrics()
 
     def sync_buffers(self) -> None:
         """Copy process 0's buffers (batch-norm running statistics) to every process.
@@ -198,35 +317,23 @@ class Trainer:
         for batch in tqdm(self.eval_loader, desc=f"eval {epoch}", leave=False, disable=not self.is_main):
             labels = batch["labels"]
             with self.accelerator.autocast():
-                out = model(pixel_values=self._inputs(batch), output_attentions=self._wants_attention(model)
-                            and panel is None)
-            logits = logits_at(out.logits, labels.shape[-2:])
-            loss = _loss(self.cfg, logits, labels)
-            local_preds = predict(logits)
-            preds, labels, losses = self.accelerator.gather_for_metrics(
-                (local_preds, labels, loss.detach().expand(local_preds.shape[0])))
+                out = model(pixel_values=self._inputs(batch), **self.task.forward_kwargs(model, panel is None))
+            logits = self.task.align(out.logits, labels)
+            loss = self.task.loss(logits, labels)
+            local_scores = self.task.scores(logits)
+            scores, labels, losses = self.accelerator.gather_for_metrics(
+                (local_scores, labels, loss.detach().expand(local_scores.shape[0])))
             loss_sum += losses.sum()
             count += losses.numel()
-            metrics.update(preds, labels)
+            metrics.update(scores, labels)
             if panel is None and self.cfg.train.panels:
-                n = self.cfg.train.panels
-                attention = getattr(out, "attentions", None)
-                attention = attention[-1][:n, 0] if attention else None  # the finest gate
-                panel = (batch["pixel_values"][:n], batch["labels"][:n], local_preds[:n], attention)
+                panel = self.task.panel_sample(batch, out, local_scores)
         model.train(was_training)
         result = metrics.compute()
         result["loss"] = (loss_sum / max(count, 1)).item()
-        if panel is not None and self.is_main:
-            folder = self.output_dir / "panels"
-            folder.mkdir(parents=True, exist_ok=True)
-            metric = self.cfg.train.metric
-            title = f"epoch {epoch}  {metric} {result.get(metric, float('nan')):.3f}"
-            prediction_panel(*panel, title=title).save(folder / f"epoch_{epoch:03d}.png")
+        if self.is_main:
+            self.task.write_evaluation(self.output_dir, epoch, result, panel)
         return result
-
-    @staticmethod
-    def _wants_attention(model: torch.nn.Module) -> bool:
-        return getattr(getattr(model, "config", None), "attention", None) == "gate"
 
     # -- training ----------------------------------------------------------------------------------------------
     def resume(self) -> None:
@@ -295,8 +402,8 @@ class Trainer:
                 with acc.accumulate(self.model):
                     with acc.autocast():
                         logits = self.model(pixel_values=self._inputs(batch)).logits
-                    logits = logits_at(logits, batch["labels"].shape[-2:])
-                    loss = _loss(cfg, logits, batch["labels"])
+                    logits = self.task.align(logits, batch["labels"])
+                    loss = self.task.loss(logits, batch["labels"])
                     acc.backward(loss)
                     if acc.sync_gradients and t.max_grad_norm:
                         acc.clip_grad_norm_(self.model.parameters(), t.max_grad_norm)
@@ -305,7 +412,7 @@ class Trainer:
                 self.state.batch_in_epoch += 1
                 running += loss.item()
                 seen += 1
-                train_metrics.update(predict(logits.detach()), batch["labels"])
+                train_metrics.update(self.task.scores(logits.detach()), batch["labels"])
                 if not acc.sync_gradients:
                     continue
                 self.scheduler.step()
@@ -343,7 +450,8 @@ class Trainer:
         t = self.cfg.train
         final = self.save_model("final")
         epochs = round(self.state.epoch + self.state.batch_in_epoch / max(len(self.train_loader), 1), 2)
-        summary = {"model": self.cfg.model.name, "dataset": self.cfg.data.dataset, "epochs": epochs,
+        summary = {"model": self.cfg.model.name, "task": self.cfg.task, "dataset": self.cfg.data.dataset,
+                   "epochs": epochs,
                    "steps": self.state.step, "seconds": round(seconds, 1), "metric": t.metric,
                    "best": self.state.best, "best_epoch": self.state.best_epoch, "final": result or {},
                    "output_dir": str(self.output_dir)}
