@@ -94,6 +94,57 @@ def _load(model: Any) -> tuple[torch.nn.Module, Any]:
                     f"{type(model).__name__}.")
 
 
+def class_ids(id2label: dict[int, str], classes: Sequence[int | str] | None) -> list[int] | None:
+    """Class ids from ids or names of `id2label`; None stays None (every foreground class)."""
+    if classes is None:
+        return None
+    by_name = {name: i for i, name in id2label.items()}
+    unknown = [c for c in classes if (c not in id2label if isinstance(c, int) else c not in by_name)]
+    if unknown:
+        raise ValueError(f"Unknown segmenter class(es) {unknown}; the segmenter has {', '.join(by_name)}.")
+    return [c if isinstance(c, int) else by_name[c] for c in classes]
+
+
+class SegmenterEmphasis:
+    """A picklable per-image callable: segment the image with a saved segmenter and `emphasize` its region.
+
+    What the classification recipe applies to every image when `data.emphasis` names a segmenter, so a classifier
+    is trained on the images `segment_then_classify` will give it. The model loads on first use in each process
+    (DataLoader workers get the path, not the weights) on the CPU unless `device` says otherwise.
+    """
+
+    def __init__(self, segmenter: str | os.PathLike, mode: str = "dim", background: float = 0.3,
+                 classes: Sequence[int | str] | None = None, margin: int = 8, device: str = "cpu") -> None:
+        from .evaluation.inference import is_classifier
+
+        emphasize(np.zeros((1, 1)), np.ones((1, 1), dtype=bool), mode=mode, background=background)  # validate
+        self.segmenter, self.mode, self.background, self.margin, self.device = (
+            os.fspath(segmenter), mode, float(background), int(margin), device)
+        model, _ = self._pair()
+        if is_classifier(model):
+            raise ValueError(f"data.emphasis.segmenter={self.segmenter!r} is an image classifier; it must be a "
+                             "segmentation model (a segmentation run's best/ folder).")
+        self.classes = class_ids({int(k): str(v) for k, v in model.config.id2label.items()}, classes)
+
+    def _pair(self) -> tuple[torch.nn.Module, Any]:
+        if getattr(self, "_loaded", None) is None:
+            from .evaluation.inference import load_model
+
+            self._loaded = load_model(self.segmenter, device=self.device)
+        return self._loaded
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_loaded": None}
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        from .evaluation.inference import predict_mask
+
+        model, processor = self._pair()
+        mask = predict_mask(model, processor, image).numpy()
+        return emphasize(image, region_mask(mask, self.classes), mode=self.mode, background=self.background,
+                         margin=self.margin)
+
+
 @dataclass
 class SegmentThenClassifyResult:
     """What the pipeline saw and answered; `save(folder)` writes its pictures and arrays."""
@@ -162,13 +213,7 @@ def segment_then_classify(
     cls_model, cls_processor = _load(classifier)
     seg_labels = {int(k): str(v) for k, v in seg_model.config.id2label.items()}
     cls_labels = {int(k): str(v) for k, v in cls_model.config.id2label.items()}
-    ids = None
-    if classes is not None:
-        by_name = {name: i for i, name in seg_labels.items()}
-        unknown = [c for c in classes if not isinstance(c, int) and c not in by_name]
-        if unknown:
-            raise ValueError(f"Unknown segmenter class(es) {unknown}; the segmenter has {', '.join(by_name)}.")
-        ids = [c if isinstance(c, int) else by_name[c] for c in classes]
+    ids = class_ids(seg_labels, classes)
     array = _as_array(image)
     mask = predict_mask(seg_model, seg_processor, array).numpy()
     region = region_mask(mask, ids)

@@ -119,3 +119,22 @@ def test_pipeline_errors(models, image):
         segment_then_classify(image, str(seg_path), str(cls_path), classes=["tumour"])
     with pytest.raises(TypeError, match="model, processor"):
         segment_then_classify(image, 42, str(cls_path))
+
+
+def test_segmenter_emphasis_is_the_pipeline_emphasis_and_pickles(models, image):
+    import pickle
+
+    from hfseg.pipeline import SegmenterEmphasis
+
+    seg_path, cls_path = models
+    emphasis = SegmenterEmphasis(str(seg_path), mode="dim", background=0.1, classes=["epithelium"])
+    array = np.asarray(image)
+    expected = segment_then_classify(image, str(seg_path), str(cls_path), classes=["epithelium"], background=0.1)
+    np.testing.assert_array_equal(emphasis(array), expected.emphasized)
+    clone = pickle.loads(pickle.dumps(emphasis))  # what a DataLoader worker receives: the path, not the weights
+    assert clone._loaded is None
+    np.testing.assert_array_equal(clone(array), expected.emphasized)
+    with pytest.raises(ValueError, match="image classifier"):
+        SegmenterEmphasis(str(cls_path))
+    with pytest.raises(ValueError, match="Unknown segmenter class"):
+        SegmenterEmphasis(str(seg_path), classes=[7])

@@ -51,9 +51,16 @@ def build_emphasis(spec: Mapping[str, Any] | None) -> Emphasis | None:
     """
     if not spec:
         return None
-    raise NotImplementedError(
-        f"data.emphasis={dict(spec)!r}: segment-then-classify preprocessing in the training recipe is not "
-        "implemented yet; remove data.emphasis to train on the plain images.")
+    from ..pipeline import SegmenterEmphasis
+
+    allowed = ("segmenter", "mode", "background", "classes", "margin", "device")
+    unknown = sorted(set(spec) - set(allowed))
+    if unknown:
+        raise ValueError(f"Unknown data.emphasis key(s) {unknown}; valid keys: {', '.join(allowed)}.")
+    if not spec.get("segmenter"):
+        raise ValueError("data.emphasis needs `segmenter`: a segmentation model folder (e.g. runs/oral_ag/best) or "
+                         "Hub id whose mask emphasizes the images.")
+    return SegmenterEmphasis(**spec)
 
 
 def build_processor(cfg: RecipeConfig, num_channels: int) -> UNetImageProcessor:

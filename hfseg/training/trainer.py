@@ -459,9 +459,10 @@ class Trainer:
             write_json(self.output_dir / "metrics.json", summary)
             frames = sorted((self.output_dir / "panels").glob("epoch_*.png"))
             write_gif(self.output_dir / "panels.gif", frames)
-            if t.push_to_hub:
-                summary["hub_url"] = push_folder(self.output_dir / "best" if self.state.best is not None else final,
-                                                 t.hub_model_id)
+            if t.push_to_hub:  # the best model (else the final one) with its model card, images and records
+                from ..hub import push_to_hub
+
+                summary["hub_url"] = push_to_hub(self.output_dir, t.hub_model_id)
         self.accelerator.end_training()
         best = (f"best validation {t.metric} {self.state.best:.4f} at epoch {self.state.best_epoch}"
                 if self.state.best is not None else "no validation split")
@@ -470,17 +471,6 @@ class Trainer:
             f"Trained {self.cfg.model.name} on {self.cfg.data.dataset}: {epochs:g} epochs, "
             f"{self.state.step} steps in {seconds:.0f} s; {best}; model saved to {where}")
         return summary
-
-
-def push_folder(folder: Path, repo_id: str) -> str:
-    """Upload a saved model folder to the Hub repo `repo_id` (created if needed); returns the commit URL.
-
-    The model card and metrics-rich packaging come from `hfseg.hub` (issue 5); this is the plain upload.
-    """
-    from huggingface_hub import create_repo, upload_folder
-
-    create_repo(repo_id, exist_ok=True)
-    return str(upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message="Upload model trained with hfseg"))
 
 
 def _flat_config(cfg: RecipeConfig) -> dict[str, Any]:

@@ -202,3 +202,33 @@ def test_task_defaults_and_the_emphasis_hook():
     seg = load_config(None, [])
     assert (seg.task, seg.loss.name, seg.train.metric) == ("segmentation", "dice_ce", "mean_foreground_dice")
     assert build_emphasis({}) is None and build_emphasis(None) is None
+
+
+def test_segment_then_classify_recipe_trains_on_emphasized_images(tmp_path):
+    """`data.emphasis` names a segmenter: the classifier sees its emphasized images, in training and evaluation."""
+    import hfseg
+    from hfseg.pipeline import emphasize
+    from hfseg.training.data import load_recipe_data
+
+    write_archive(tmp_path / "oral")
+    segmenter = hfseg.create_model("unet", id2label={0: "background", 1: "nuclei"}, num_channels=3,
+                                   base_channels=4, depth=3)
+    segmenter.save_pretrained(tmp_path / "seg")
+    hfseg.UNetImageProcessor(normalization="zscore", num_channels=3).save_pretrained(tmp_path / "seg")
+    data = ["data.dataset=oral-epithelium", f"data.data_dir={tmp_path / 'oral'}",
+            f"data.options.cache_dir={tmp_path / 'cache'}", "data.label_column=grade",
+            f"data.emphasis={{segmenter: {tmp_path / 'seg'}, mode: mask}}"]
+    cfg = load_config(None, [*SMALL_CNN, *data, f"train.output_dir={tmp_path / 'run'}", "train.max_steps=2"])
+    recipe = load_recipe_data(cfg)
+    image = np.asarray(recipe.train[0]["image"])
+    model, processor = load_model(tmp_path / "seg", device="cpu")
+    from hfseg.evaluation import predict_mask
+    region = predict_mask(model, processor, image).numpy() > 0
+    np.testing.assert_array_equal(recipe.emphasis(image), emphasize(image, region, mode="mask"))
+    summary = train(cfg)
+    assert summary["steps"] == 2 and (tmp_path / "run" / "best" / "model.safetensors").is_file()
+    assert load_config(tmp_path / "run" / "config.yaml").data.emphasis["mode"] == "mask"
+    with pytest.raises(ValueError, match="needs `segmenter`"):
+        build_emphasis({"mode": "dim"})
+    with pytest.raises(ValueError, match="Unknown data.emphasis key"):
+        build_emphasis({"segmenter": str(tmp_path / "seg"), "blur": 1})

@@ -1,6 +1,8 @@
 """The training loop in-process: outputs, exact resume, EMA, early stopping, gradient accumulation."""
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,14 +94,25 @@ def test_resume_without_checkpoints_is_a_clear_error(tmp_path, demo_cache):
         run(tmp_path, demo_cache, "none", "train.resume=latest")
 
 
-def test_bf16_autocast_on_cpu_and_push_to_hub_uploads_the_best_folder(tmp_path, demo_cache, monkeypatch):
+def test_bf16_autocast_on_cpu_and_push_to_hub_uploads_the_packaged_run(tmp_path, demo_cache, monkeypatch):
+    from huggingface_hub import ModelCard
+
     calls = []
-    monkeypatch.setattr("huggingface_hub.create_repo", lambda repo_id, exist_ok: calls.append(("create", repo_id)))
-    monkeypatch.setattr("huggingface_hub.upload_folder",
-                        lambda repo_id, folder_path, commit_message: calls.append(("upload", repo_id, folder_path))
-                        or "https://hub.example/commit/1")
+
+    def upload(*, repo_id, folder_path, **kwargs):
+        card = ModelCard.load(Path(folder_path) / "README.md")
+        calls.append(("upload", repo_id, sorted(os.listdir(folder_path)), card.data.eval_results))
+        return "https://hub.example/commit/1"
+
+    monkeypatch.setattr("huggingface_hub.create_repo", lambda repo_id, **kwargs: calls.append(("create", repo_id)))
+    monkeypatch.setattr("huggingface_hub.upload_folder", upload)
     summary = run(tmp_path, demo_cache, "bf", "train.epochs=1", "train.mixed_precision=bf16", "train.push_to_hub=true",
                   "train.hub_model_id=me/unet-demo")
     assert summary["steps"] == 3 and summary["final"]["loss"] == summary["final"]["loss"]  # finite, not NaN
-    assert calls == [("create", "me/unet-demo"), ("upload", "me/unet-demo", str(tmp_path / "bf" / "best"))]
+    assert [c[:2] for c in calls] == [("create", "me/unet-demo"), ("upload", "me/unet-demo")]
+    files, results = calls[1][2], calls[1][3]
+    assert {"README.md", "model.safetensors", "config.json", "preprocessor_config.json", "modeling_unet.py"} <= set(
+        files) and "checkpoints" not in files and "logs" not in files
+    dice = next(r.metric_value for r in results if r.metric_name == "Mean foreground Dice")
+    assert dice == pytest.approx(summary["best"])  # the card reports the best epoch, which is what was uploaded
     assert summary["hub_url"] == "https://hub.example/commit/1"
