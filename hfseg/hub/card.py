@@ -21,7 +21,7 @@ from huggingface_hub import ModelCard, ModelCardData
 from .. import __version__
 from ..training.report import PALETTE
 from . import results as M
-from .run import TrainingRun
+from .run import TrainingRun, redact_paths
 
 MEDICAL_DISCLAIMER = (
     "**Research use only. This model is not a medical device.** It has not been cleared or approved by any "
@@ -293,7 +293,7 @@ def _training(run: TrainingRun) -> str:
     table = _table(["setting", "value"], [(k, v) for k, v in rows if v is not None])
     text = "## Training procedure\n\n" + table
     if run.config:
-        block = yaml.safe_dump(run.config, sort_keys=False).strip()
+        block = yaml.safe_dump(redact_paths(run.config), sort_keys=False).strip()
         text += ("\n\n<details>\n<summary>Full training configuration (training_config.yaml)</summary>\n\n"
                  f"```yaml\n{block}\n```\n\n</details>")
     return text

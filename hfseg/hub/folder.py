@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from transformers import (
     AutoImageProcessor,
     AutoModelForImageClassification,
@@ -23,7 +24,7 @@ from transformers import (
 )
 
 from .card import model_card
-from .run import TrainingRun, read_run
+from .run import TrainingRun, read_run, redact_paths
 
 AUTO_CLASSES = {"segmentation": AutoModelForSemanticSegmentation, "classification": AutoModelForImageClassification}
 # Run files copied into images/ under these names (other top-level images keep their own names).
@@ -104,11 +105,13 @@ def copy_images(run: TrainingRun, folder: Path) -> list[str]:
 
 
 def _copy_records(run: TrainingRun, out: Path) -> None:
+    """The run's records, absolute local paths (data folders, caches, the output folder) redacted."""
     if run.file("config.yaml"):
-        shutil.copyfile(run.run_dir / "config.yaml", out / "training_config.yaml")
-    for name in ("metrics.json", "history.csv"):
-        if run.file(name):
-            shutil.copyfile(run.run_dir / name, out / name)
+        (out / "training_config.yaml").write_text(yaml.safe_dump(redact_paths(run.config), sort_keys=False))
+    if run.file("metrics.json"):
+        (out / "metrics.json").write_text(json.dumps(redact_paths(run.summary), indent=2))
+    if run.file("history.csv"):
+        shutil.copyfile(run.run_dir / "history.csv", out / "history.csv")
     if run.metrics:
         (out / "eval_results.json").write_text(json.dumps(run.metrics, indent=2))
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import yaml
@@ -156,3 +157,15 @@ def read_run(run_dir: str | os.PathLike, weights: str | None = None) -> Training
     metrics = _read_json(root / "best" / "metrics.json") if weights == "best" else dict(summary.get("final") or {})
     return TrainingRun(run_dir=root, weights=weights, config=_read_yaml(root / "config.yaml"), summary=summary,
                        metrics=metrics)
+
+
+def redact_paths(value: Any) -> Any:
+    """`value` with every absolute local path (a string starting with `/`, `~` or a drive letter) replaced by
+    `<local>/<last component>`: a published config or summary should not show the trainer's file system."""
+    if isinstance(value, dict):
+        return {key: redact_paths(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact_paths(item) for item in value]
+    if isinstance(value, str) and (value.startswith(("/", "~")) or re.match(r"^[A-Za-z]:[\\/]", value)):
+        return f"<local>/{PurePath(value.replace(chr(92), '/')).name}"
+    return value

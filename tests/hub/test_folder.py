@@ -12,6 +12,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 from transformers import (
     AutoImageProcessor,
@@ -22,6 +23,7 @@ from transformers import (
 )
 
 from hfseg.hub import build_hub_folder
+from hfseg.hub.run import redact_paths
 
 from .conftest import CLASSES
 
@@ -43,9 +45,13 @@ def test_folder_holds_the_model_records_and_images_only(hub_folder, seg_run):
         "README.md", "config.json", "model.safetensors", "preprocessor_config.json", "training_config.yaml",
         "metrics.json", "eval_results.json", "history.csv", "images/curves.png", "images/predictions.png",
         "images/predictions.gif"}
-    for name, source in [("training_config.yaml", "config.yaml"), ("metrics.json", "metrics.json"),
-                         ("history.csv", "history.csv")]:
-        assert (hub_folder / name).read_bytes() == (seg_run / source).read_bytes(), name
+    assert (hub_folder / "history.csv").read_bytes() == (seg_run / "history.csv").read_bytes()
+    # The records as in the run, absolute local paths (data cache, output folder) redacted.
+    config, published = yaml.safe_load((seg_run / "config.yaml").read_text()), (hub_folder / "training_config.yaml")
+    assert yaml.safe_load(published.read_text()) == redact_paths(config) != config
+    assert str(seg_run) not in published.read_text() and str(seg_run) not in (hub_folder / "README.md").read_text()
+    summary = json.loads((seg_run / "metrics.json").read_text())
+    assert json.loads((hub_folder / "metrics.json").read_text()) == redact_paths(summary)
     assert json.loads((hub_folder / "eval_results.json").read_text()) == json.loads(
         (seg_run / "best" / "metrics.json").read_text())
     config = json.loads((hub_folder / "config.json").read_text())

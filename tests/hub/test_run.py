@@ -68,3 +68,13 @@ def test_unreadable_metadata_is_a_clear_error(seg_run, tmp_path):
     (tmp_path / "metrics.json").write_text("{not json")
     with pytest.raises(ValueError, match="metrics.json is not valid JSON"):
         read_run(tmp_path)
+
+
+def test_redact_paths_hides_absolute_local_paths_only():
+    from hfseg.hub.run import redact_paths
+
+    value = {"data": {"data_dir": "/home/me/data/CHAOS", "cache_dir": "C:\\Users\\me\\cache", "size": [64, 64]},
+             "train": {"output_dir": "runs/demo", "hub_model_id": "me/unet"}, "home": "~/x/y", "n": 3}
+    assert redact_paths(value) == {
+        "data": {"data_dir": "<local>/CHAOS", "cache_dir": "<local>/cache", "size": [64, 64]},
+        "train": {"output_dir": "runs/demo", "hub_model_id": "me/unet"}, "home": "<local>/y", "n": 3}
