@@ -16,7 +16,8 @@ import hfseg.data
 from hfseg.evaluation import classify_logits, load_model
 from hfseg.training import load_config, train
 from hfseg.training.data import build_emphasis
-from hfseg.training.trainer import ClassificationTask, Trainer
+from hfseg.training.tasks import ClassificationTask
+from hfseg.training.trainer import Trainer
 from tests.data.fixtures.brain_tumor_mri import CLASSES, write_brain_tumor_mri
 from tests.data.fixtures.oral_epithelium import GRADES, write_archive
 
@@ -171,7 +172,7 @@ def test_loss_is_cross_entropy_with_class_weights_and_label_smoothing():
                                               r"case_id \(ClassLabel columns: label\)"),
     (["data.label_column=case_id"], ValueError,
      r"'case_id' .* is not a ClassLabel column .* ClassLabel columns: label"),
-    (["data.emphasis.segmenter=runs/oral_ag/best"], NotImplementedError, "segment-then-classify"),
+    (["data.emphasis.segmenter=runs/oral_ag/best"], FileNotFoundError, "runs/oral_ag/best. not found"),
     (["task=segmentation", "model.name=unet", "model.kwargs={}", "loss.name=null", "train.metric=null"], ValueError,
      "is a classification dataset .* set task: classification"),
 ])
