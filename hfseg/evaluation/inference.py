@@ -65,7 +65,7 @@ def resolve_model_path(path_or_hub_id: str | os.PathLike) -> str:
 
 
 def load_model(path_or_hub_id: str | os.PathLike, device: str | torch.device | None = None,
-               ) -> tuple[nn.Module, Any]:
+               fuse: bool = False) -> tuple[nn.Module, Any]:
     """A saved model in eval mode and its image processor.
 
     Args:
@@ -73,6 +73,9 @@ def load_model(path_or_hub_id: str | os.PathLike, device: str | torch.device | N
             segmentation model loads with `AutoModelForSemanticSegmentation`, an image classifier (its config's
             `architectures` ends with `ForImageClassification`) with `AutoModelForImageClassification`.
         device (`str`, *optional*): where to put the model; defaults to CUDA when available, else the CPU.
+        fuse (`bool`, *optional*, defaults to `False`): fold batch norms into the preceding convolutions
+            (`hfseg.models.fuse.fuse_conv_bn`), which speeds up models with timm or other third-party encoders (hfseg's
+            own U-Net blocks fold on the fly anyway). The fused model is for inference only: do not save it.
 
     Returns:
         `(model, processor)`: the processor is `AutoImageProcessor.from_pretrained(path)`; a transformers processor
@@ -107,6 +110,10 @@ def load_model(path_or_hub_id: str | os.PathLike, device: str | torch.device | N
                          f"model nor an image classifier: {err}") from err
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = model.to(device).eval()
+    if fuse:
+        from ..models.fuse import fuse_conv_bn
+
+        model = fuse_conv_bn(model)
     try:
         processor = AutoImageProcessor.from_pretrained(source)
     except OSError:

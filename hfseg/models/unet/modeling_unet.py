@@ -20,14 +20,39 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutput, SemanticSegmenterOutput
 
-from .blocks_unet import AttentionGate, GatedChannelTransformation, StyleRecalibration, UNetConv, UNetStage
+from .blocks_unet import (
+    AttentionGate,
+    GatedChannelTransformation,
+    StyleRecalibration,
+    UNetConv,
+    UNetStage,
+    has_inner_hooks,
+    recompute,
+)
 from .configuration_unet import UNetConfig
 from .encoder_unet import build_encoder
 from .loss_unet import segmentation_loss
 
 
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """`x` (B, C, H, W) in the channels-last layout. With one channel both layouts hold the same data and
+    `contiguous(memory_format=...)` keeps the default strides, which oneDNN reads as channels-first: a view with
+    channels-last strides makes the convolutions that follow use (and produce) channels-last."""
+    if x.shape[1] == 1:
+        x = x.contiguous()
+        return x.as_strided(x.shape, (x.shape[2] * x.shape[3], 1, x.shape[3], 1))
+    return x.contiguous(memory_format=torch.channels_last)
+
+
 class UNetDecoderBlock(nn.Module):
-    """Upsample by `scale`, optionally gate the skip, join it (concat or add), then a conv stage."""
+    """Upsample by `scale`, optionally gate the skip, join it (concat or add), then a conv stage.
+
+    Without autograd (`torch.no_grad` / `inference_mode`) a concatenating block writes the gated skip straight into
+    the concatenation and frees each intermediate early (`lean_inference = False` turns that off); in training it
+    recomputes the gated skip and the concatenation in backward when its stage recomputes (see `blocks_unet`).
+    """
+
+    lean_inference = True
 
     def __init__(self, in_channels: int, skip_channels: int, out_channels: int, scale: int, config: UNetConfig):
         super().__init__()
@@ -50,18 +75,62 @@ class UNetDecoderBlock(nn.Module):
     def forward(
         self, x: torch.Tensor, skip: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x = self.up(x)
-        alpha = None
-        if skip is not None:
-            if x.shape[-2:] != skip.shape[-2:]:
-                x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear")
+        concat = skip is not None and self.skip_mode == "concat"
+        if concat and self.lean_inference and not torch.is_grad_enabled() and not has_inner_hooks(self):
+            return self._forward_without_grad(x, skip)
+        x = self._upsample(x, skip)
+        if skip is None:
+            return self.stage(x), None
+        if not concat:
+            alpha = None
             if self.gate is not None:
                 skip, alpha = self.gate(x, skip)
-            if self.skip_mode == "concat":
-                x = torch.cat([x, skip], dim=1)
-            else:
-                x = x + (self.skip_proj(skip) if self.skip_proj is not None else skip)
-        return self.stage(x), alpha
+            return self.stage(x + (self.skip_proj(skip) if self.skip_proj is not None else skip)), alpha
+        if self.stage.recomputes() and not has_inner_hooks(self):
+            # Training: backward keeps x, skip and the gate map, and recomputes product and concatenation.
+            if self.gate is None:
+                return self.stage.forward_from_first_conv(recompute(self._join_and_convolve, (), x, skip)), None
+            alpha = self.gate.attention_map(x, skip)
+            return self.stage.forward_from_first_conv(recompute(self._join_and_convolve, (), x, skip, alpha)), alpha
+        alpha = None
+        if self.gate is not None:
+            skip, alpha = self.gate(x, skip)
+        return self.stage(torch.cat([x, skip], dim=1)), alpha
+
+    def _upsample(self, x: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
+        x = self.up(x)
+        if skip is not None and x.shape[-2:] != skip.shape[-2:]:
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear")
+        return x
+
+    def _join_and_convolve(self, x: torch.Tensor, skip: torch.Tensor, alpha: torch.Tensor | None = None
+                           ) -> torch.Tensor:
+        """The skip weighted by the gate map `alpha`, concatenated, and the stage's first convolution (no norm)."""
+        joined = torch.cat([x, skip if alpha is None else skip * alpha], dim=1)
+        return self.stage.convs[0].conv_only(joined)
+
+    def _forward_without_grad(self, x: torch.Tensor, skip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Inference with the least memory: the gated skip is written straight into the concatenation, and every
+        intermediate is released as soon as the next layer has read it."""
+        x = self._upsample(x, skip)
+        alpha = self.gate.attention_map(x, skip) if self.gate is not None else None
+        dtype = torch.promote_types(x.dtype, skip.dtype if alpha is None else torch.promote_types(skip.dtype,
+                                                                                                   alpha.dtype))
+        is_channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        joined = torch.empty((x.shape[0], x.shape[1] + skip.shape[1], *x.shape[2:]), device=x.device, dtype=dtype,
+                             memory_format=torch.channels_last if is_channels_last else torch.contiguous_format)
+        joined[:, : x.shape[1]].copy_(x)
+        if alpha is None:
+            joined[:, x.shape[1] :].copy_(skip)
+        else:
+            torch.mul(skip, alpha, out=joined[:, x.shape[1] :])
+        del x
+        convs = list(self.stage.convs)
+        h = convs[0](joined)
+        del joined
+        for conv in convs[1:]:
+            h = conv(h)
+        return self.stage.channel_attention(h), alpha
 
 
 class UNetDecoder(nn.Module):
@@ -138,7 +207,14 @@ class UNetPreTrainedModel(PreTrainedModel):
 
 
 class UNetModel(UNetPreTrainedModel):
-    """Encoder and decoder; `last_hidden_state` is the decoder's full-resolution feature map (B, C, H, W)."""
+    """Encoder and decoder; `last_hidden_state` is the decoder's full-resolution feature map (B, C, H, W).
+
+    On the CPU the network runs in the channels-last memory layout (`channels_last_on_cpu`, a class attribute):
+    oneDNN then convolves without reordering each activation, which is faster and needs less memory. Values are
+    unchanged; `last_hidden_state` and `hidden_states` keep that layout (the head's `logits` are made contiguous).
+    """
+
+    channels_last_on_cpu = True
 
     def __init__(self, config: UNetConfig) -> None:
         super().__init__(config)
@@ -185,6 +261,8 @@ class UNetModel(UNetPreTrainedModel):
         stride = self.stride
         pad_h, pad_w = (-height) % stride, (-width) % stride
         x = F.pad(pixel_values, (0, pad_w, 0, pad_h)) if pad_h or pad_w else pixel_values
+        if self.channels_last_on_cpu and x.device.type == "cpu":
+            x = channels_last(x)
         features = self.encoder(x)
         hidden, alphas = self.decoder(features)
         hidden = hidden[..., :height, :width]
@@ -229,7 +307,7 @@ class UNetForSemanticSegmentation(UNetPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         outputs = self.unet(pixel_values, output_attentions=output_attentions,
                             output_hidden_states=output_hidden_states, return_dict=True)
-        logits = self.head(self.dropout(outputs.last_hidden_state))
+        logits = self.head(self.dropout(outputs.last_hidden_state)).contiguous()
         loss = None
         if labels is not None:
             cfg = self.config
