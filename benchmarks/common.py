@@ -232,6 +232,14 @@ def write_json(path: str | os.PathLike, data: Mapping[str, Any]) -> Path:
     return path
 
 
+def write_report(output: Path, report: Mapping[str, Any], markdown: str) -> None:
+    """`report` as JSON at `output` and `markdown` next to it (`.md`), printed too."""
+    write_json(output, report)
+    output.with_suffix(".md").write_text(markdown)
+    print(markdown)
+    print(f"Wrote {output} and {output.with_suffix('.md')}")
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A GitHub Markdown table; floats keep the formatting the caller gave them (pass strings)."""
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]

@@ -208,11 +208,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
               "train_source": source, "results": results,
               "data_never_bottleneck": all(r["headroom"] >= 1 for r in results if r["workers"] > 0)}
     output = Path(args.output) if args.output else common.RESULTS_DIR / "data.json"
-    common.write_json(output, report)
-    text = markdown_report(report)
-    output.with_suffix(".md").write_text(text)
-    print(text)
-    print(f"Wrote {output} and {output.with_suffix('.md')}")
+    common.write_report(output, report, markdown_report(report))
     return report
 
 

@@ -343,11 +343,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
               "baseline": args.baseline, "results": results, "targets": check_targets(results), "skipped": skipped}
     report["machine"]["load_average_1min_end"] = common.machine_info(device)["load_average_1min"]
     output = Path(args.output) if args.output else common.RESULTS_DIR / f"models-{settings.tag}.json"
-    common.write_json(output, report)
-    text = markdown_report(report)
-    output.with_suffix(".md").write_text(text)
-    print(text)
-    print(f"Wrote {output} and {output.with_suffix('.md')}")
+    common.write_report(output, report, markdown_report(report))
     return report
 
 

@@ -190,11 +190,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     report = {"benchmark": "quality", "settings": settings, "machine": machine, "results": results,
               "targets": check_targets(results), "skipped": skipped}
     output = Path(args.output) if args.output else common.RESULTS_DIR / "quality.json"
-    common.write_json(output, report)
-    text = markdown_report(report)
-    output.with_suffix(".md").write_text(text)
-    print(text)
-    print(f"Wrote {output} and {output.with_suffix('.md')}")
+    common.write_report(output, report, markdown_report(report))
     return report
 
 
