@@ -447,7 +447,7 @@ class ClassificationTransform(_Transform):
         self.emphasis = emphasis
 
     def _prepare(self, raw: Any) -> Any:
-        image = _match_mode(raw, getattr(self.processor, "num_channels", None))
+        image = match_mode(raw, getattr(self.processor, "num_channels", None))
         if self.emphasis is None:
             return image
         return np.asarray(self.emphasis(np.asarray(image) if isinstance(image, Image.Image) else _array(image)))
@@ -461,7 +461,7 @@ class ClassificationTransform(_Transform):
         return {"pixel_values": pixel_values, "labels": [torch.tensor(int(y), dtype=torch.long) for y in labels]}
 
 
-def _match_mode(image: Any, channels: int | None) -> Any:
+def match_mode(image: Any, channels: int | None) -> Any:
     """A PIL image converted to RGB or grey when `channels` is 3 or 1 and its mode has the other count."""
     if isinstance(image, Image.Image):
         if channels == 3 and image.mode != "RGB":

@@ -33,9 +33,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
+from ..data.transforms import match_mode
 from ..models.unet.image_processing_unet import UNetImageProcessor
 from ..models.outputs import logits_at, predict
 
@@ -167,20 +167,10 @@ def processor_size(processor: Any) -> tuple[int, int] | None:
     return _size_of(processor.size) if getattr(processor, "do_resize", False) else None
 
 
-def _match_mode(image: Any, processor: Any) -> Any:
-    """Convert a PIL image to grey or RGB when the processor expects 1 or 3 channels and the image has the other."""
-    channels = getattr(processor, "num_channels", None)
-    if isinstance(image, Image.Image):
-        if channels == 3 and image.mode != "RGB":
-            return image.convert("RGB")
-        if channels == 1 and image.mode not in ("L", "I", "I;16", "F"):
-            return image.convert("L")
-    return image
-
-
 def normalize(processor: Any, image: Any, input_data_format: str | None = None) -> torch.Tensor:
     """(1, C, H, W) float32: the processor's `to_channels_first` and `normalize_intensity` at native resolution."""
-    tensor = processor.to_channels_first(_match_mode(image, processor), input_data_format)
+    tensor = processor.to_channels_first(match_mode(image, getattr(processor, "num_channels", None)),
+                                         input_data_format)
     return processor.normalize_intensity(tensor)[None]
 
 
