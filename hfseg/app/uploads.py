@@ -124,10 +124,10 @@ def _read_dicom(path: Path, name: str, index: int | None, max_side: int) -> Uplo
     from pydicom.errors import InvalidDicomError
     from pydicom.pixels import apply_modality_lut
 
-    from ..data.chaos import _dcmread
+    from ..data.chaos import dcmread
 
     try:
-        ds = _dcmread(path)
+        ds = dcmread(path)
     except (InvalidDicomError, OSError, EOFError, ValueError, AttributeError, KeyError, TypeError) as err:
         raise UploadError(f"{name}: corrupt or not a DICOM file ({err}). Upload a valid .dcm file.") from err
     if "PixelData" not in ds or "Rows" not in ds or "Columns" not in ds:

@@ -114,7 +114,7 @@ def _check_pair(item: Item) -> None:
         )
 
 
-def _dcmread(path: str | Path):
+def dcmread(path: str | Path):
     """A DICOM file, or a bare data set without preamble and file meta (as some anonymizers write) that holds
     pixel data; anything else raises pydicom's `InvalidDicomError`."""
     import pydicom
@@ -138,7 +138,7 @@ def read_dicom(path: str | Path) -> np.ndarray:
     from pydicom.errors import InvalidDicomError
 
     try:
-        ds = _dcmread(path)
+        ds = dcmread(path)
         if "PixelData" not in ds:
             raise DatasetFormatError(f"DICOM {path} has no pixel data: replace it with the archive's file.")
         pixels = ds.pixel_array
