@@ -56,10 +56,9 @@ import warnings
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
-import h5py
 import nibabel as nib
 import numpy as np
 import torch
@@ -69,6 +68,9 @@ from nibabel.spatialimages import HeaderDataError
 from .common import DatasetFormatError, build_splits, skipping
 from .features import classes_present, segmentation_features
 from .splits import group_split
+
+if TYPE_CHECKING:
+    import h5py
 
 BRATS_ID2LABEL = {0: "background", 1: "necrotic_core", 2: "edema", 3: "enhancing_tumor"}
 BRATS_REGIONS = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
@@ -197,8 +199,19 @@ def _list_h5(folder: Path, slices: tuple[int, int] | None) -> list[tuple[str, in
     return sorted(items, key=lambda item: (item[1], item[2]))
 
 
+def _h5py():
+    """h5py (the `hdf5` extra), or an ImportError saying how to install it."""
+    try:
+        import h5py
+    except ImportError as err:
+        raise ImportError(
+            'The BraTS 2020 HDF5 loader needs h5py: pip install "hfseg[hdf5]" (or pip install h5py).'
+        ) from err
+    return h5py
+
+
 def _h5_dataset(file: h5py.File, key: str, path: str) -> h5py.Dataset:
-    if not isinstance(file.get(key), h5py.Dataset):
+    if not isinstance(file.get(key), _h5py().Dataset):
         raise DatasetFormatError(
             f"{path} has no {key!r} dataset (keys: {sorted(file)}): Kaggle BraTS2020 slice files hold 'image' "
             "(H, W, 4) and 'mask' (H, W, 3). Replace or remove the file."
@@ -208,7 +221,7 @@ def _h5_dataset(file: h5py.File, key: str, path: str) -> h5py.Dataset:
 
 def _open_h5(path: str, read: Callable[[h5py.File], Any]) -> Any:
     try:
-        with h5py.File(path, "r") as file:
+        with _h5py().File(path, "r") as file:
             return read(file)
     except OSError as err:
         raise DatasetFormatError(

@@ -1,6 +1,8 @@
 """brats2020-h5 and brats2020-nifti: layouts, labels, channel orders, slice filters, every bad input, cache, num_proc,
 streaming; brats_regions."""
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -51,6 +53,13 @@ def test_h5_features_split_and_round_trip(tmp_path):
     check_against(ds, truth, truth)
     assert {3} <= set(np.unique(np.concatenate([np.ravel(r["label"]) for r in all_rows(ds).values()])))
     assert "image channels: t1, t1ce, t2, flair" in ds["train"].info.description
+
+
+def test_h5_without_h5py_says_which_extra_to_install(tmp_path, monkeypatch):
+    write_h5(tmp_path / "d")
+    monkeypatch.setitem(sys.modules, "h5py", None)  # h5py is the optional `hdf5` extra
+    with pytest.raises(ImportError, match=r'pip install "hfseg\[hdf5\]"'):
+        load("brats2020-h5", tmp_path / "d", validation_fraction=0.3)
 
 
 def test_h5_data_dir_may_be_the_folder_itself_or_any_above(tmp_path):

@@ -19,6 +19,18 @@ def family(name):
     return hfseg.create_model(name, num_labels=3, num_channels=1, **TINY_FAMILIES[name]).eval()
 
 
+def module_list(model, prefix, length):
+    """Name of the first `nn.ModuleList` of `length` under `prefix` (transformers renames its internals between
+    releases: Segformer's stages are `segformer.stages` from 5.9, `segformer.encoder.block` before)."""
+    return next(name for name, module in model.named_modules()
+                if name.startswith(prefix) and isinstance(module, nn.ModuleList) and len(module) == length)
+
+
+def nth_module(model, class_name, index):
+    """Name of the `index`-th module of class `class_name` (e.g. the third `BeitLayer`), whatever its path."""
+    return [name for name, module in model.named_modules() if type(module).__name__ == class_name][index]
+
+
 def timm_classifier(architecture, **model_args):
     torch.manual_seed(0)
     config = TimmWrapperConfig(architecture=architecture, num_labels=3, model_args={"in_chans": 1, **model_args})
@@ -74,18 +86,19 @@ def test_default_layer_of_any_other_model_is_the_last_feature_conv():
 def test_resolve_by_name_module_and_errors():
     model = family("segformer-b0")
     fuse = model.decode_head.linear_fuse
+    stages = module_list(model, "segformer.", 4)  # one entry per stage
     assert resolve_target_layers(model) == [("decode_head.linear_fuse", fuse)]
     assert resolve_target_layers(model, "decode_head.linear_fuse") == [("decode_head.linear_fuse", fuse)]
-    assert resolve_target_layers(model, [fuse, "segformer.stages.1"]) == [
-        ("decode_head.linear_fuse", fuse), ("segformer.stages.1", model.segformer.stages[1])]
+    assert resolve_target_layers(model, [fuse, f"{stages}.1"]) == [
+        ("decode_head.linear_fuse", fuse), (f"{stages}.1", model.get_submodule(stages)[1])]
     with pytest.raises(ValueError) as error:
         resolve_target_layers(model, ["decode_head.linear_fusee"])
     message = str(error.value)
     # The modules under the deepest existing prefix, a close match and the default.
     assert "decode_head.linear_fuse" in message and "decode_head.classifier" in message
     assert "Close matches" in message and "'decode_head'" in message
-    with pytest.raises(ValueError, match="segformer.stages.0, segformer.stages.1"):
-        resolve_target_layers(model, "segformer.stages.9")
+    with pytest.raises(ValueError, match=f"{stages}.0, {stages}.1"):
+        resolve_target_layers(model, f"{stages}.9")
     with pytest.raises(ValueError, match="not a module of"):
         resolve_target_layers(model, [nn.Conv2d(1, 1, 1)])
     with pytest.raises(ValueError, match="empty"):
@@ -190,14 +203,15 @@ def test_token_shaped_layer_of_a_vit_matches_hand_computation():
     np.testing.assert_allclose(cam, expected, atol=1e-4)
 
 
-@pytest.mark.parametrize("name, layer", [
-    ("beit-base", "beit.layers.2"),
-    ("dpt-large", "dpt.encoder.layer.1"),
-    ("upernet-swin-tiny", "backbone.swin.encoder.layers.1"),  # returns a tuple, tokens first
-    ("segformer-b0", "segformer.stages.1.blocks.0"),
+@pytest.mark.parametrize("name, block, index", [
+    ("beit-base", "BeitLayer", 2),
+    ("dpt-large", "DPTViTLayer", 1),
+    ("upernet-swin-tiny", "SwinStage", 1),  # returns a tuple, tokens first
+    ("segformer-b0", "SegformerLayer", 2),  # the first block of the second stage
 ])
-def test_token_shaped_override_for_transformer_blocks(name, layer):
+def test_token_shaped_override_for_transformer_blocks(name, block, index):
     model = family(name)
+    layer = nth_module(model, block, index)
     cam = compute_cam(model, torch.randn(1, 1, 64, 64), target=1, target_layers=[layer])
     assert cam.shape == (64, 64) and np.isfinite(cam).all()
     assert 0 <= cam.min() and cam.max() == pytest.approx(1, abs=1e-5)
