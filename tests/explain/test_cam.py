@@ -263,4 +263,10 @@ def test_every_family_and_method_gives_a_finite_map(name):
             cam = compute_cam(model, x, target=1, method=method)
         assert cam.shape == (size, size) and cam.dtype == np.float32, (name, method)
         assert np.isfinite(cam).all() and cam.min() >= 0 and cam.max() <= 1, (name, method)
-        assert cam.max() > 0, (name, method)
+        if cam.max() == 0:
+            # The ReLU of a random network's map for one class may be zero everywhere (it depends on the weights
+            # the installed torch draws); a working method gives a positive map for some class.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                peaks = [compute_cam(model, x, target=t, method=method).max() for t in (0, 2)]
+            assert max(peaks) > 0, (name, method)
