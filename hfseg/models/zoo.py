@@ -29,7 +29,7 @@ from transformers import (
 )
 
 from .presets import UNET_PRESETS, unet_preset
-from .unet.configuration_unet import UNetConfig
+from .unet.configuration_unet import UNetConfig, check_config_fields, config_keywords
 from .unet.modeling_unet import UNetForSemanticSegmentation
 
 
@@ -40,6 +40,10 @@ class Family:
     model_class: type[PreTrainedModel]
     make_config: Callable[..., PretrainedConfig]
     checkpoint: str
+
+    @property
+    def config_class(self) -> type[PretrainedConfig]:
+        return self.model_class.config_class
 
 
 def _segformer(hidden_sizes, depths, decoder_hidden_size):
@@ -52,6 +56,8 @@ def _segformer(hidden_sizes, depths, decoder_hidden_size):
 
 def _upernet(backbone_cls, backbone_kwargs):
     def make(backbone_config: Mapping[str, Any] | None = None, **kwargs):
+        check_config_fields(backbone_cls.__name__, backbone_config or {}, config_keywords(backbone_cls),
+                            what="backbone_config field")
         bb = {**backbone_kwargs, "out_features": ["stage1", "stage2", "stage3", "stage4"],
               **dict(backbone_config or {})}
         backbone = backbone_cls(**bb)
@@ -192,6 +198,13 @@ def _load_timm_encoder(model: UNetForSemanticSegmentation, pretrained: bool | st
     model.unet.encoder.backbone.load_state_dict(source.state_dict())
 
 
+def check_checkpoint_overrides(config: PretrainedConfig, overrides: Mapping[str, Any], checkpoint: str) -> None:
+    """A `ValueError` with close matches for an override that is not a field the checkpoint's config stores (nor a
+    generic config keyword): `from_pretrained` would drop it or pass it to the model's `__init__`."""
+    check_config_fields(type(config).__name__, overrides, config.to_dict(), what="override",
+                        note=f" A checkpoint ({checkpoint!r}) takes overrides of the fields its config stores.")
+
+
 def _from_checkpoint(
     checkpoint: str, family: str | None, num_channels: int | None, labels: dict[str, Any], overrides: dict[str, Any]
 ) -> PreTrainedModel:
@@ -206,6 +219,7 @@ def _from_checkpoint(
             raise ValueError(
                 f"Checkpoint {checkpoint!r} is a {config.model_type!r} model, not a {family!r} ({expected!r}) one."
             )
+    check_checkpoint_overrides(config, overrides, checkpoint)
     model = AutoModelForSemanticSegmentation.from_pretrained(
         checkpoint, ignore_mismatched_sizes=bool(labels), **labels, **overrides
     )
@@ -235,7 +249,8 @@ def create_model(
             is a checkpoint folder or Hub id (for a U-Net on a timm encoder, a weights *file* loads only the encoder).
             The head is replaced when the labels differ.
         **config_kwargs: config fields overriding the preset (for UperNet, `backbone_config={...}` overrides the
-            backbone's fields).
+            backbone's fields), or overrides of the fields a checkpoint's config stores. Besides the generic
+            `PretrainedConfig` keywords, an unknown field is a `ValueError` naming its close matches.
     """
     labels = _label_kwargs(num_labels, id2label)
     is_family = name_or_path in UNET_PRESETS or name_or_path in FAMILIES
@@ -266,6 +281,7 @@ def create_model(
         _load_timm_encoder(model, pretrained)
         return model
     spec = FAMILIES[family]
+    check_config_fields(spec.config_class.__name__, config_kwargs, config_keywords(spec.config_class))
     if pretrained is None or pretrained is False:
         config = spec.make_config(**config_kwargs, **labels)
         if num_channels is not None:

@@ -1,5 +1,6 @@
 """Image classifiers: every name builds for 1/3/4 channels, round-trips through the Auto class, pretrained routes."""
 
+import json
 import os
 import subprocess
 import sys
@@ -157,6 +158,32 @@ def test_small_cnn_loss_backward_and_binary_head():
 def test_small_cnn_config_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SmallCNNConfig(**kwargs)
+
+
+def test_unknown_small_cnn_fields_are_errors_with_close_matches():
+    with pytest.raises(ValueError, match="Unknown SmallCNNConfig field 'hiden_sizes'; did you mean 'hidden_sizes'"):
+        hfseg.create_classifier("small-cnn", num_labels=2, hiden_sizes=[4])
+    with pytest.raises(ValueError, match=r"Unknown SmallCNNConfig field 'spatial_dims'\. SmallCNNConfig fields: "):
+        SmallCNNConfig(spatial_dims=3)
+    config = SmallCNNConfig(num_labels=3, output_hidden_states=True, torch_dtype="float32", problem_type=None)
+    assert config.num_labels == 3 and config.output_hidden_states and config.dtype == torch.float32
+
+
+def test_saved_small_cnn_config_with_an_unknown_key_loads_and_overrides_are_checked(tmp_path):
+    build("small-cnn", channels=1, hidden_sizes=[4, 8]).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="Unknown SmallCNNConfig override 'dropot'; did you mean 'dropout'"):
+        hfseg.create_classifier(str(tmp_path), dropot=0.1)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "spatial_dims": 2, "torch_dtype": "float32"}))
+    with pytest.warns(UserWarning, match="Ignoring 'spatial_dims' in the saved SmallCNNConfig"):
+        model = hfseg.create_classifier(str(tmp_path), dropout=0.25)
+    assert model.config.dropout == 0.25 and model.config.hidden_sizes == [4, 8]
+
+
+def test_timm_checkpoint_overrides_are_checked(tmp_path):
+    build("resnet18", channels=1).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="Unknown TimmWrapperConfig override 'model_arg'; did you mean 'model_args'"):
+        hfseg.create_classifier(str(tmp_path), model_arg={"drop_rate": 0.1})
 
 
 LOADER = textwrap.dedent(

@@ -21,8 +21,8 @@ TINY_FAMILIES = {
                       backbone_out_indices=[0, 1, 2, 3], neck_hidden_sizes=[8, 16, 24, 32], fusion_hidden_size=16,
                       image_size=64, patch_size=16),
     "beit-base": dict(hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32,
-                      out_indices=[0, 1, 2, 3], image_size=64, patch_size=16, pool_scales=[1, 2],
-                      auxiliary_channels=8, channels=16),
+                      out_indices=[1, 2, 3, 4], image_size=64, patch_size=16, pool_scales=[1, 2],  # 1-based: layers 1-4
+                      auxiliary_channels=8),
 }
 
 
@@ -84,7 +84,8 @@ def test_pretrained_checkpoint_new_head_and_adapted_channels(segformer_checkpoin
                                id2label={0: "background", 1: "liver"}, num_channels=channels)
     assert model.config.num_labels == 2 and model.config.id2label[1] == "liver"
     assert model.decode_head.classifier.out_channels == 2
-    stem = "segformer.stages.0.patch_embeddings.proj.weight"
+    # The first conv: segformer.stages.0.patch_embeddings.proj (segformer.encoder.patch_embeddings.0.proj in 5.4)
+    stem = next(n for n, m in source.named_modules() if isinstance(m, torch.nn.Conv2d)) + ".weight"
     src, new = source.state_dict(), model.state_dict()
     torch.testing.assert_close(new[stem], adapt_input_weight(src[stem], channels))
     for key, value in src.items():  # everything but the stem and the classifier is the pretrained weight
@@ -148,6 +149,51 @@ def test_zoo_errors():
         hfseg.create_model("unet", pretrained=True)
     with pytest.raises(ValueError, match="disagrees with id2label"):
         hfseg.create_model("unet", num_labels=3, id2label={0: "a", 1: "b"})
+
+
+@pytest.mark.parametrize(("name", "kwargs", "message"), [
+    ("attention-unet", {"base_chanels": 16}, "Unknown UNetConfig field 'base_chanels'; did you mean 'base_channels'"),
+    ("unet", {"spatial_dims": 3}, r"Unknown UNetConfig field 'spatial_dims'\. UNetConfig fields: "),
+    ("segformer-b0", {"hiden_sizes": [8]}, "Unknown SegformerConfig field 'hiden_sizes'; did you mean 'hidden_sizes'"),
+    ("upernet-swin-tiny", {"auxilary_channels": 8},
+     "Unknown UperNetConfig field 'auxilary_channels'; did you mean 'auxiliary_channels'"),
+    ("upernet-convnext-tiny", {"backbone_config": {"depth": [1, 1, 1, 1]}},
+     "Unknown ConvNextConfig backbone_config field 'depth'; did you mean 'depths'"),
+    ("dpt-large", {"neck_hidden_size": [8]}, "Unknown DPTConfig field 'neck_hidden_size'; did you mean "
+                                             "'neck_hidden_sizes'"),
+    ("beit-base", {"out_indice": [0]}, "Unknown BeitConfig field 'out_indice'; did you mean 'out_indices'"),
+])
+def test_unknown_config_fields_are_errors_with_close_matches(name, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        hfseg.create_model(name, num_labels=2, **kwargs)
+
+
+def test_generic_config_keywords_reach_every_family():
+    for family in ["segformer-b0", "upernet-convnext-tiny", "beit-base"]:
+        model = hfseg.create_model(family, num_labels=2, output_hidden_states=True, problem_type=None,
+                                   **TINY_FAMILIES[family])
+        assert model.config.output_hidden_states
+
+
+def test_a_typo_fails_before_any_download(monkeypatch):
+    def offline(*args, **kwargs):
+        raise AssertionError("the Hub was asked")
+
+    monkeypatch.setattr("hfseg.models.zoo.AutoConfig.from_pretrained", offline)
+    with pytest.raises(ValueError, match="did you mean 'decoder_hidden_size'"):
+        hfseg.create_model("segformer-b0", pretrained=True, decoder_hiden_size=16)
+
+
+def test_checkpoint_overrides_are_fields_its_config_stores(segformer_checkpoint, tmp_path):
+    hfseg.create_model("unet", base_channels=4, depth=2).save_pretrained(tmp_path)
+    assert hfseg.create_model(str(tmp_path), dropout=0.25, output_hidden_states=True).config.dropout == 0.25
+    assert hfseg.create_model("unet", pretrained=str(tmp_path), dropout=0.5).config.dropout == 0.5
+    with pytest.raises(ValueError, match="Unknown UNetConfig override 'dropot'; did you mean 'dropout'"):
+        hfseg.create_model(str(tmp_path), dropot=0.1)
+    with pytest.raises(ValueError, match="Unknown UNetConfig override 'base_channels'.*takes overrides of the fields"):
+        hfseg.create_model("unet", pretrained=str(tmp_path), base_channels=8)  # the weights fix the widths
+    with pytest.raises(ValueError, match="did you mean 'classifier_dropout_prob'"):
+        hfseg.create_model(str(segformer_checkpoint), classifier_dropout=0.2)
 
 
 @pytest.mark.slow

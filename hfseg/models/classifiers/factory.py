@@ -34,7 +34,7 @@ from transformers import (
     TimmWrapperForImageClassification,
 )
 
-from ..zoo import adapt_input_weight
+from ..zoo import adapt_input_weight, check_checkpoint_overrides
 from .configuration_small_cnn import SmallCNNConfig
 from .modeling_small_cnn import SmallCNNForImageClassification
 
@@ -158,6 +158,7 @@ def _from_checkpoint(checkpoint: str, name: str | None, num_channels: int | None
         if config.model_type != model_type or (architecture is not None and found != architecture):
             raise ValueError(f"Checkpoint {checkpoint!r} is a {found or config.model_type!r} model, not a {name!r} "
                              f"({architecture or model_type!r}) one.")
+    check_checkpoint_overrides(config, overrides, checkpoint)
     model = AutoModelForImageClassification.from_pretrained(
         checkpoint, ignore_mismatched_sizes=bool(labels), **labels, **overrides)
     if num_channels is not None:
@@ -194,7 +195,8 @@ def create_classifier(
         image_size: `(height, width)` (or one int) of the inputs, for the ViTs (`img_size`, a multiple of 16);
             the CNNs pool globally and take any size, so it is ignored for them.
         **kwargs: `SmallCNNConfig` fields for the small CNN (`hidden_sizes`, `dropout`, ...), or timm model
-            arguments for the others (`drop_rate`, `drop_path_rate`, ...); config overrides for checkpoints.
+            arguments for the others (`drop_rate`, `drop_path_rate`, ...); overrides of the fields a checkpoint's
+            config stores for checkpoints. An unknown config field is a `ValueError` naming its close matches.
     """
     labels = _labels(num_labels, id2label)
     if name_or_path not in available_classifiers():

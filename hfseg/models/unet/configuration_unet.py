@@ -10,6 +10,12 @@ with `trust_remote_code=True` where hfseg is not installed.
 
 from __future__ import annotations
 
+import difflib
+import inspect
+import os
+import warnings
+from collections.abc import Collection, Iterable
+from functools import lru_cache
 from typing import Any, Sequence
 
 from transformers import PretrainedConfig
@@ -23,6 +29,59 @@ SKIPS = ("concat", "add")
 BOTTLENECKS = ("double_conv", "inverted")
 UPSAMPLES = ("transpose", "bilinear")
 LOSSES = ("ce", "dice", "dice_ce", "focal")
+
+
+# Keywords that reach a config class (from a saved config.json, or passed on by `from_dict`) and that a transformers
+# release from 5.4 on may declare neither in `PretrainedConfig.__init__`'s signature, nor in
+# `PretrainedConfig().to_dict()`, nor as a settable property: `auto_map` (written by `save_pretrained` for remote
+# code), `attn_implementation`, `experts_implementation`, `num_labels`, `name_or_path` (passed on by `from_dict`,
+# popped by `PretrainedConfig.__post_init__`), `torch_dtype` (the old name of `dtype`, in many saved configs),
+# `_commit_hash` (added to the loaded dict by transformers 5.4) and `_attn_implementation_autoset` (written by some
+# 4.x releases). `use_return_dict` is not one: a read-only property that no release writes.
+LEGACY_CONFIG_KEYS = (
+    "auto_map", "num_labels", "name_or_path", "attn_implementation", "experts_implementation", "_commit_hash",
+    "torch_dtype", "_attn_implementation_autoset",
+)
+
+
+@lru_cache(maxsize=None)
+def config_keywords(config_class: type[PretrainedConfig] = PretrainedConfig) -> frozenset[str]:
+    """Every keyword `config_class(...)` takes, read from the installed transformers.
+
+    That is its `__init__` parameters, those of `PretrainedConfig.__init__`, the keys of `PretrainedConfig().to_dict()`
+    (what `save_pretrained` writes for every config), the settable properties of its classes (`num_labels`,
+    `out_indices`, ...), the aliases of its `attribute_map`, and `LEGACY_CONFIG_KEYS`. With the default argument:
+    the generic keywords every config takes.
+    """
+    keys = set(LEGACY_CONFIG_KEYS) | set(PretrainedConfig().to_dict()) | set(config_class.attribute_map)
+    for cls in {config_class, PretrainedConfig}:
+        keys |= {name for name, p in inspect.signature(cls.__init__).parameters.items()
+                 if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    for cls in config_class.__mro__:
+        keys |= {name for name, value in vars(cls).items() if isinstance(value, property) and value.fset is not None}
+    return frozenset(keys)
+
+
+def check_config_fields(
+    owner: str, given: Iterable[str], fields: Collection[str], note: str = "", what: str = "field"
+) -> None:
+    """Raise a `ValueError` naming each key of `given` that is neither in `fields` nor a generic config keyword,
+    with its close matches among both; `owner` and `what` name the config and its keys, `note` ends the message."""
+    generic = config_keywords()
+    unknown = [key for key in given if key not in fields and key not in generic]
+    if not unknown:
+        return
+    own = sorted(key for key in set(fields) - generic if not key.startswith("_"))
+    candidates = own + sorted(key for key in generic if not key.startswith("_"))
+    parts = []
+    for key in unknown:
+        close = [repr(match) for match in difflib.get_close_matches(key, candidates, n=3)]
+        hint = f"; did you mean {' or '.join([', '.join(close[:-1]), close[-1]] if close[:-1] else close)}?"
+        parts.append(f"Unknown {owner} {what} {key!r}" + (hint if close else "."))
+    raise ValueError(
+        " ".join(parts) + f" {owner} {what}s: {', '.join(own)}; the generic PretrainedConfig keywords (num_labels, "
+        f"id2label, return_dict, output_hidden_states, ...) work as well.{note}"
+    )
 
 
 def _check_choice(field: str, value: Any, allowed: Sequence[str]) -> None:
@@ -96,6 +155,10 @@ class UNetConfig(PretrainedConfig):
         semantic_loss_ignore_index (`int`, *optional*, defaults to 255):
             Label value ignored by every loss.
 
+    Any other keyword is a generic `PretrainedConfig` one (`num_labels`, `id2label`, `return_dict`, ...); an unknown
+    keyword is a `ValueError` that names its close matches. Loading (`from_pretrained`, `from_dict`) is lenient: a
+    saved key this version does not know is ignored, with a warning.
+
     `num_labels == 1` makes a binary model: one logit per pixel, sigmoid losses, threshold 0.5 in post-processing.
     """
 
@@ -131,6 +194,7 @@ class UNetConfig(PretrainedConfig):
         semantic_loss_ignore_index: int = 255,
         **kwargs: Any,
     ) -> None:
+        check_config_fields(type(self).__name__, kwargs, config_keywords(type(self)))
         if hidden_sizes is None:
             if depth < 1 or base_channels < 1:
                 raise ValueError(f"depth and base_channels must be >= 1, got depth={depth}, base={base_channels}.")
@@ -196,6 +260,25 @@ class UNetConfig(PretrainedConfig):
             raise ValueError(
                 f"class_weights has {len(self.class_weights)} entries but the model has {self.num_labels} labels."
             )
+
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> UNetConfig:
+        """`PretrainedConfig.from_dict` (which `from_pretrained` and `AutoConfig` call), ignoring with a warning the
+        keys of `config_dict` that this version does not know (a config.json from another hfseg version)."""
+        known = config_keywords(cls)
+        unknown = [key for key in config_dict if key not in known]
+        if unknown:
+            warnings.warn(
+                f"Ignoring {', '.join(map(repr, unknown))} in the saved {cls.__name__}: not a field of this version.",
+                stacklevel=2,
+            )
+            config_dict = {key: value for key, value in config_dict.items() if key in known}
+        return super().from_dict(config_dict, **kwargs)
+
+    @classmethod
+    def from_json_file(cls, json_file: str | os.PathLike) -> UNetConfig:
+        """A config read from a JSON file, as leniently as `from_dict`."""
+        return cls.from_dict(cls.get_config_dict(json_file)[0])
 
     @property
     def depth(self) -> int:
