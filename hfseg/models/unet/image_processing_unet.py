@@ -6,6 +6,7 @@ Self-contained (numpy, torch, PIL, transformers) so that it is copied next to a 
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Sequence
 
 import numpy as np
@@ -15,17 +16,40 @@ from PIL import Image
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_processing_utils import BaseImageProcessor
 
+logger = logging.getLogger(__name__)
+
 NORMALIZATIONS = ("zscore", "percentile", "window", "minmax", "mean_std", "none")
+# ITU-R 601-2 luma weights, as PIL's `convert("L")`.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        logger.warning(message)
 
 
 def _to_numpy(image: Any) -> np.ndarray:
     if isinstance(image, Image.Image):
-        return np.asarray(image)
-    if isinstance(image, torch.Tensor):
-        return image.detach().cpu().numpy()
-    if isinstance(image, np.ndarray):
-        return image
-    raise TypeError(f"Expected a PIL image, numpy array or torch tensor, got {type(image).__name__}.")
+        array = np.asarray(image)
+    elif isinstance(image, torch.Tensor):
+        array = image.detach().cpu().numpy()
+    elif isinstance(image, np.ndarray):
+        array = image
+    else:
+        raise TypeError(f"Expected a PIL image, numpy array or torch tensor, got {type(image).__name__}.")
+    if not array.dtype.isnative:  # e.g. big-endian 16-bit PIL "I;16B"
+        array = array.astype(array.dtype.newbyteorder("="))
+    return array
+
+
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R 601-2 luma of a (3, H, W) image: exactly PIL's `convert("L")` for uint8, float otherwise."""
+    if rgb.dtype == np.uint8:
+        return np.asarray(Image.fromarray(np.ascontiguousarray(np.moveaxis(rgb, 0, -1)), "RGB").convert("L"))[None]
+    weights = np.asarray(LUMA_WEIGHTS, dtype=np.float64)
+    return np.tensordot(weights, rgb.astype(np.float64), axes=1)[None]
 
 
 def _is_single(images: Any) -> bool:
@@ -61,7 +85,9 @@ class UNetImageProcessor(BaseImageProcessor):
         size (`dict`, *optional*):
             `{"height": h, "width": w}`.
         num_channels (`int`, *optional*):
-            Expected channel count; an image with another count is an error, and it resolves the channel axis.
+            Expected channel count; it resolves the channel axis. Grey and RGB images are converted to it (an RGB
+            image given to a 1-channel processor becomes its luminance, see `match_channels`); any other count is an
+            error.
     """
 
     model_input_names = ["pixel_values"]
@@ -107,7 +133,11 @@ class UNetImageProcessor(BaseImageProcessor):
 
     # -- conversion ------------------------------------------------------------------------------------------
     def to_channels_first(self, image: Any, input_data_format: str | None = None) -> torch.Tensor:
-        """A (C, H, W) float32 tensor from a PIL image, array or tensor (HW, HWC or CHW)."""
+        """A (C, H, W) float32 tensor from a PIL image, array or tensor (HW, HWC or CHW), values unchanged.
+
+        Any dtype is read as is: uint8, 16-bit (uint16 arrays, PIL "I;16"), int32 (PIL "I") and float (PIL "F").
+        With `num_channels` set, the channels are matched as `match_channels` does.
+        """
         array = _to_numpy(image)
         if array.dtype == np.uint16 or array.dtype == np.uint32:
             array = array.astype(np.int64)
@@ -121,9 +151,33 @@ class UNetImageProcessor(BaseImageProcessor):
                 raise ValueError(f"input_data_format must be 'channels_first' or 'channels_last', got {fmt!r}.")
         else:
             raise ValueError(f"An image must have 2 or 3 dimensions, got shape {array.shape}.")
-        if self.num_channels is not None and array.shape[0] != self.num_channels:
-            raise ValueError(f"Image has {array.shape[0]} channels but {self.num_channels} are expected.")
-        return torch.tensor(array, dtype=torch.float32)  # a copy: PIL arrays are read-only
+        return torch.tensor(self.match_channels(array), dtype=torch.float32)  # a copy: PIL arrays are read-only
+
+    def match_channels(self, image: np.ndarray) -> np.ndarray:
+        """A (C, H, W) image with `num_channels` channels: grey and RGB are converted, anything else is an error.
+
+        - 3 channels for a 1-channel processor: one channel when the three are equal (a grey image made RGB, as
+          transformers' `image-segmentation` pipeline does with every image), else the ITU-R 601-2 luminance
+          `L = 0.299 R + 0.587 G + 0.114 B` (PIL's `convert("L")`, exact for uint8), with a one-time warning: a
+          colour image is not what a grey (e.g. MRI) model was trained on.
+        - 1 channel for a 3-channel processor: the channel repeated three times.
+        """
+        have, want = image.shape[0], self.num_channels
+        if want is None or have == want:
+            return image
+        if have == 3 and want == 1:
+            if np.array_equal(image[0], image[1]) and np.array_equal(image[0], image[2]):
+                return image[:1]
+            _warn_once("A colour (RGB) image was given to a 1-channel model: it is converted to its ITU-R 601-2 "
+                       "luminance (as PIL's convert('L')). Give grey images to avoid this.")
+            return _luminance(image)
+        if have == 1 and want == 3:
+            return np.repeat(image, 3, axis=0)
+        raise ValueError(
+            f"Image has {have} channels but {want} are expected: give {want}-channel images, (H, W, {want}) or "
+            f"({want}, H, W); only grey and RGB are converted into each other (so transformers' RGB-only "
+            "image-segmentation pipeline cannot feed this model: call the processor and the model directly)."
+        )
 
     def _infer_format(self, shape: tuple[int, ...]) -> str:
         n = self.num_channels

@@ -56,6 +56,53 @@ def test_16bit_png_is_kept_losslessly(tmp_path):
     np.testing.assert_array_equal(out[0, 0].numpy(), array.astype(np.float32))
 
 
+def test_16bit_and_float_images_keep_their_values(tmp_path):
+    values = np.arange(48).reshape(6, 8) * 1300  # up to 61100: needs 16 bits
+    inputs = {
+        "uint16 array": values.astype(np.uint16),
+        "PIL I;16": Image.fromarray(values.astype(np.uint16)),
+        "PIL I;16B": Image.frombytes("I;16B", (8, 6), values.astype(">u2").tobytes()),
+        "PIL I": Image.fromarray(values.astype(np.int32)),
+        "PIL F": Image.fromarray(values.astype(np.float32)),
+        "float64 array": values.astype(np.float64),
+        "big-endian array": values.astype(">u2"),
+    }
+    proc = UNetImageProcessor(normalization="none", num_channels=1)
+    for name, image in inputs.items():
+        out = proc(image)["pixel_values"]
+        assert out.dtype == torch.float32, name
+        np.testing.assert_array_equal(out[0, 0].numpy(), values.astype(np.float32), err_msg=name)
+
+
+def test_grey_made_rgb_gives_the_grey_image():
+    """transformers' image-segmentation pipeline converts every image to RGB: a 1-channel model sees the grey."""
+    grey = Image.fromarray(np.random.default_rng(0).integers(0, 256, (9, 7), dtype=np.uint8))
+    proc = UNetImageProcessor(num_channels=1)
+    for rgb in (grey.convert("RGB"), np.repeat(np.asarray(grey, dtype=np.uint16)[None], 3, axis=0)):
+        torch.testing.assert_close(proc(rgb)["pixel_values"], proc(grey)["pixel_values"], rtol=0, atol=0)
+
+
+def test_colour_image_for_a_grey_model_is_its_luminance(caplog, monkeypatch):
+    rgb = np.random.default_rng(1).integers(0, 256, (9, 7, 3), dtype=np.uint8)
+    proc = UNetImageProcessor(normalization="none", num_channels=1)
+    caplog.set_level("WARNING", logger="hfseg.models.unet.image_processing_unet")
+    monkeypatch.setattr("hfseg.models.unet.image_processing_unet._warned", set())  # as in a fresh process
+    out = proc(Image.fromarray(rgb))["pixel_values"][0, 0].numpy()
+    np.testing.assert_array_equal(out, np.asarray(Image.fromarray(rgb).convert("L")))  # uint8: exactly PIL's "L"
+    as_float = proc(rgb.astype(np.float32) / 255)["pixel_values"][0, 0].numpy()
+    np.testing.assert_allclose(as_float, rgb @ np.array([0.299, 0.587, 0.114]) / 255, rtol=1e-5)
+    warnings = [r for r in caplog.records if "luminance" in r.getMessage()]
+    assert len(warnings) == 1  # once, not per image
+
+
+def test_grey_image_for_an_rgb_model_is_repeated():
+    grey = np.random.default_rng(2).integers(0, 4000, (9, 7)).astype(np.uint16)
+    out = UNetImageProcessor(normalization="none", num_channels=3)(Image.fromarray(grey))["pixel_values"]
+    assert out.shape == (1, 3, 9, 7)
+    for c in range(3):
+        np.testing.assert_array_equal(out[0, c].numpy(), grey.astype(np.float32))
+
+
 def test_resize_images_bilinear_and_labels_nearest():
     image = np.random.rand(4, 40, 30).astype(np.float32)
     label = np.zeros((40, 30), dtype=np.uint8)
@@ -70,8 +117,10 @@ def test_resize_images_bilinear_and_labels_nearest():
 
 def test_bad_inputs_are_clear_errors():
     proc = UNetImageProcessor(num_channels=1)
-    with pytest.raises(ValueError, match="has 3 channels but 1 are expected"):
-        proc(np.zeros((8, 8, 3)))
+    with pytest.raises(ValueError, match=r"has 3 channels but 4 are expected: give 4-channel images"):
+        UNetImageProcessor(num_channels=4)(np.zeros((8, 8, 3)))
+    with pytest.raises(ValueError, match="has 2 channels but 1 are expected"):
+        proc(np.zeros((2, 8, 8)))
     with pytest.raises(ValueError, match=r"does not match its image"):
         proc(np.zeros((8, 8)), segmentation_maps=np.zeros((8, 9)))
     with pytest.raises(ValueError, match="different sizes"):
