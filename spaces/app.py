@@ -1,14 +1,25 @@
 """Hugging Face Space: the hfseg segmentation demo (`python spaces/app.py` runs it locally).
 
-The model is `$HFSEG_MODEL` (a local run folder or a Hub id), else `hfseg.app.DEFAULT_HUB_MODEL`; the UI itself
-lives in `hfseg.app.ui`.
+It offers the model bundled in `model/` (an Attention U-Net trained on hfseg's `demo` dataset, see
+`model/README.md`), unless the operator's environment variables say otherwise: `HFSEG_MODEL` (the default model),
+`HFSEG_MODELS` (the models offered), `HFSEG_CLASSIFIERS`, `HFSEG_ALLOW_ANY_MODEL=1` (visitors may type any folder or
+Hub id) and `HFSEG_TRUST_REMOTE_CODE=1` (see `hfseg.app.models`). The UI itself lives in `hfseg.app.ui`; torch uses
+every core for one image at a time (`OMP_NUM_THREADS` to use fewer), with idle threads sleeping (`OMP_WAIT_POLICY`).
 """
 
+import os
 from pathlib import Path
 
-from hfseg.app import launch
+# OpenMP threads waiting for work sleep instead of spinning (read when torch loads, so before hfseg is imported): on a
+# shared or CPU-quota machine spinning threads take the cores the working ones need. Next to a busy process, one
+# 256 x 256 prediction with GradCAM on 2 cores took 0.7 s instead of 2 to 6 s.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-EXAMPLES = Path(__file__).resolve().parent / "examples"
+from hfseg.app import ModelPolicy, launch  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+EXAMPLES = HERE / "examples"
+MODEL = HERE / "model"
 
 if __name__ == "__main__":
-    launch(examples=EXAMPLES)
+    launch(ModelPolicy.from_environment(bundled=MODEL), examples=EXAMPLES)

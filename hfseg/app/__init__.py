@@ -1,20 +1,23 @@
 """The Gradio demo (the Hugging Face Space in `spaces/`): upload a medical image, see its segmentation explained.
 
-`uploads` reads files (PNG/JPEG/TIFF, DICOM, NIfTI slices), `models` loads and caches models, `areas` measures the
-classes, `predict` computes everything shown (`segment` is the UI's entry point), and `ui` builds the `gr.Blocks`.
+`uploads` reads files (PNG/JPEG/TIFF, DICOM, NIfTI slices), `models` says which models a visitor may use
+(`ModelPolicy`, set by the operator's environment variables) and loads and caches them, `areas` measures the classes,
+`predict` computes everything shown (`segment` is the UI's entry point), and `ui` builds the `gr.Blocks` (it needs
+gradio: `pip install "hfseg[app]"`; the rest of `hfseg.app` does not).
 """
 
-from .models import DEFAULT_HUB_MODEL, MODEL_ENV, ModelError, default_model, get_model
+from .models import MODEL_ENV, MODELS_ENV, ModelError, ModelPolicy, default_model, get_model
 from .predict import Analysis, analyze, segment
 from .uploads import MAX_FILE_BYTES, MAX_SIDE, Upload, UploadError, read_upload
 
 __all__ = [
-    "DEFAULT_HUB_MODEL",
     "MAX_FILE_BYTES",
     "MAX_SIDE",
+    "MODELS_ENV",
     "MODEL_ENV",
     "Analysis",
     "ModelError",
+    "ModelPolicy",
     "Upload",
     "UploadError",
     "analyze",
@@ -28,7 +31,7 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # The UI imports gradio (slow): only when asked for.
+    # The UI imports gradio (slow, and an optional dependency): only when asked for.
     if name in ("build_demo", "launch"):
         from . import ui
 

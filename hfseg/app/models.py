@@ -1,30 +1,126 @@
-"""The demo's models: which one is the default, loading (cached), and what a loaded model expects.
+"""The demo's models: which ones a visitor may use (`ModelPolicy`), loading (cached), and what a model expects.
 
-The default model is the `HFSEG_MODEL` environment variable, else `DEFAULT_HUB_MODEL`, a Hub id that exists once
-the demo run was pushed (`python recipes/train.py --config recipes/configs/demo.yaml --push_to_hub ...`).
+A Space serves whoever opens it, so the models are an allowlist set by the operator through environment variables
+(Space *variables* in the Space settings):
+
+- `HFSEG_MODEL`: the model shown first (a folder or a Hub id); it is always on the list.
+- `HFSEG_MODELS`: the segmentation models offered, comma-separated; default: the model bundled with the Space
+  (`spaces/model/`, passed in by `spaces/app.py`; `model` in the list, run from the Space's root).
+- `HFSEG_CLASSIFIERS`: the image classifiers offered, comma-separated; default: none.
+- `HFSEG_ALLOW_ANY_MODEL=1`: visitors may also type any folder or Hub id (off by default).
+- `HFSEG_TRUST_REMOTE_CODE=1`: load models whose code ships with them (`trust_remote_code=True`): it runs that
+  code in the Space, so allow it only for models you trust, never with `HFSEG_ALLOW_ANY_MODEL` (off by default).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
 from ..evaluation.inference import is_classifier, load_model
 
-DEFAULT_HUB_MODEL = "hfseg/demo-attention-unet"
 MODEL_ENV = "HFSEG_MODEL"
+MODELS_ENV = "HFSEG_MODELS"
+CLASSIFIERS_ENV = "HFSEG_CLASSIFIERS"
+ANY_MODEL_ENV = "HFSEG_ALLOW_ANY_MODEL"
+REMOTE_CODE_ENV = "HFSEG_TRUST_REMOTE_CODE"
+BUNDLED_LABEL = "hfseg demo: Attention U-Net, brain tissue (bundled)"
+TRUE = ("1", "true", "yes", "on")
 # A Hub id that failed to load (offline: after about 30 s of retries) fails at once for this long.
 HUB_RETRY_AFTER_S = 60.0
 _hub_failures: dict[str, tuple[float, str]] = {}
+# Loading a model is slow and uses every core: one at a time (the cache then serves the others).
+_load_lock = threading.Lock()
 
 
 class ModelError(ValueError):
     """A model that cannot be loaded or used here; the message says what to give instead."""
+
+
+def _split(value: str | None) -> list[str]:
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+def _unique(names: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(name for name in names if name))
+
+
+def _key(name: str) -> str:
+    """What two names of the same model share: the real path of an existing folder, else the name."""
+    return os.path.realpath(name) if os.path.isdir(name) else name
+
+
+@dataclass(frozen=True)
+class ModelPolicy:
+    """The models a visitor may use.
+
+    Args:
+        models (`tuple[str, ...]`): segmentation models (folders or Hub ids) offered, the first is the default.
+        classifiers (`tuple[str, ...]`, *optional*): image classifiers offered (none by default).
+        allow_any (`bool`, *optional*, defaults to `False`): any other folder or Hub id is accepted too.
+        trust_remote_code (`bool`, *optional*, defaults to `False`): load models whose code ships with them.
+        labels (`dict[str, str]`, *optional*): names shown instead of a model's folder (by its real path) or id.
+    """
+
+    models: tuple[str, ...]
+    classifiers: tuple[str, ...] = ()
+    allow_any: bool = False
+    trust_remote_code: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_environment(cls, bundled: str | os.PathLike | None = None,
+                         environ: Mapping[str, str] | None = None) -> ModelPolicy:
+        """The policy the operator set (see the module docstring), with `bundled` the Space's own model folder."""
+        env = os.environ if environ is None else environ
+        bundled = os.fspath(bundled) if bundled is not None else None
+        listed = _split(env.get(MODELS_ENV))
+        if not listed and bundled:
+            listed = [bundled]
+        return cls(models=_unique([env.get(MODEL_ENV, "").strip(), *listed]),
+                   classifiers=_unique(_split(env.get(CLASSIFIERS_ENV))),
+                   allow_any=env.get(ANY_MODEL_ENV, "").strip().lower() in TRUE,
+                   trust_remote_code=env.get(REMOTE_CODE_ENV, "").strip().lower() in TRUE,
+                   labels={_key(bundled): BUNDLED_LABEL} if bundled else {})
+
+    @classmethod
+    def only(cls, model: str | os.PathLike) -> ModelPolicy:
+        """A policy offering just `model`."""
+        return cls(models=(os.fspath(model),))
+
+    @property
+    def default(self) -> str | None:
+        """The model shown first, None when none is offered."""
+        return self.models[0] if self.models else None
+
+    def label(self, name: str) -> str:
+        """The name shown for model `name`: its label, else `name` itself."""
+        return self.labels.get(_key(name), self.labels.get(name, name))
+
+    def choices(self, names: Iterable[str]) -> list[tuple[str, str]]:
+        """`(label, name)` pairs of `names` for a dropdown."""
+        return [(self.label(name), name) for name in names]
+
+    def check(self, name: str) -> None:
+        """Raise a `ModelError` naming the offered models when `name` is not on the list (and `allow_any` is off)."""
+        if self.allow_any:
+            return
+        allowed = {_key(m) for m in (*self.models, *self.classifiers)}
+        if _key(name) in allowed:
+            return
+        if not allowed:
+            raise ModelError(f"This demo offers no models: its operator sets {MODEL_ENV} or {MODELS_ENV} (a folder "
+                             "or a Hub id).")
+        offered = ", ".join(repr(self.label(m)) for m in (*self.models, *self.classifiers))
+        raise ModelError(f"{name!r} is not one of this demo's models: choose one of {offered}. (Its operator can "
+                         f"add models with {MODELS_ENV}, or allow any with {ANY_MODEL_ENV}=1.)")
 
 
 @dataclass(frozen=True)
@@ -55,9 +151,9 @@ class LoadedModel:
         return dict(self.id2label)
 
 
-def default_model() -> str:
-    """`$HFSEG_MODEL`, else `DEFAULT_HUB_MODEL`."""
-    return os.environ.get(MODEL_ENV, "").strip() or DEFAULT_HUB_MODEL
+def default_model(bundled: str | os.PathLike | None = None) -> str | None:
+    """The model shown first: `$HFSEG_MODEL`, else the first of `$HFSEG_MODELS`, else `bundled`."""
+    return ModelPolicy.from_environment(bundled).default
 
 
 def input_channels(model: nn.Module, processor: Any = None) -> int:
@@ -83,36 +179,46 @@ def id2label_of(model: nn.Module) -> dict[int, str]:
 
 
 @functools.lru_cache(maxsize=4)
-def _load(name: str) -> LoadedModel:
-    model, processor = load_model(name, device="cpu")
+def _load(name: str, trust_remote_code: bool = False) -> LoadedModel:
+    model, processor = load_model(name, device="cpu", trust_remote_code=trust_remote_code)
     return LoadedModel(name, model, processor, input_channels(model, processor), id2label_of(model),
                        is_classifier(model))
 
 
-def get_model(name: str | None) -> LoadedModel:
+def get_model(name: str | None, policy: ModelPolicy | None = None) -> LoadedModel:
     """The model saved at the folder or Hub id `name`, loaded once per name (kept on the CPU).
+
+    Args:
+        name (`str`): a folder or Hub id.
+        policy (`ModelPolicy`, *optional*): the models allowed, and whether remote code may run; None (library use)
+            allows any model, without remote code. The app always passes its policy.
 
     A Hub id that could not be loaded is not retried for `HUB_RETRY_AFTER_S` seconds (the same error is raised), so
     that an offline Space answers at once instead of retrying the Hub on every click.
 
     Raises:
-        ModelError: no name, no such folder, an unreachable Hub id (offline, not pushed yet) or an unloadable model.
+        ModelError: no name, a name the policy does not allow, no such folder, an unreachable Hub id (offline), or
+            an unloadable model.
     """
     name = (name or "").strip()
     if not name:
-        raise ModelError("No model given: enter a local run folder (e.g. runs/demo/best) or a Hub id (owner/name).")
+        raise ModelError("No model given: choose one of the demo's models.")
+    if policy is not None:
+        policy.check(name)
+    trust = bool(policy and policy.trust_remote_code)
     failed = _hub_failures.get(name)
     if failed and time.monotonic() - failed[0] < HUB_RETRY_AFTER_S:
         raise ModelError(failed[1])
     try:
-        return _load(name)
+        with _load_lock:
+            return _load(name, trust)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
         hint = ""
-        if name == DEFAULT_HUB_MODEL:
-            hint = (f" {name} is the demo's default Hub model: it exists once the demo run was pushed with the "
-                    "recipe's --push_to_hub, and loading it needs the Hub (no offline mode). Set HFSEG_MODEL or enter "
-                    "a local folder instead.")
-        message = f"Cannot load model {name!r}: {str(err).rstrip('.')}.{hint}"
+        if "trust_remote_code" in str(err):
+            hint = (f" This model runs code shipped with it, which this demo does not allow (its operator can, with "
+                    f"{REMOTE_CODE_ENV}=1, for models they trust).")
+        message = f"Cannot load model {name!r}: {str(err).rstrip('.').strip()}.{hint}"
         if not os.path.exists(name):
             _hub_failures[name] = (time.monotonic(), message)
         raise ModelError(message) from err
+

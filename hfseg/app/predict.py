@@ -22,13 +22,15 @@ from ..explain import explain as explain_image
 from ..explain import overlay_mask, to_display
 from ..training.report import PALETTE
 from .areas import class_areas
-from .models import LoadedModel, ModelError, get_model
+from .models import LoadedModel, ModelError, ModelPolicy, get_model
 from .uploads import Upload, UploadError, read_upload
 
 logger = logging.getLogger(__name__)
 
 AUTO_CLASS = "auto (largest predicted class)"
-# Loaded models are shared by every session and GradCAM hooks into them: one model call at a time.
+# Loaded models are shared by every session, GradCAM hooks into them, and one call already uses every core (torch's
+# threads, `hfseg.threads.configure_threads`): one model call (prediction, GradCAM, classifier) at a time, whatever
+# the model; the UI's queue runs one segmentation at a time too.
 _model_lock = threading.RLock()
 
 
@@ -126,7 +128,7 @@ def classify(classifier: LoadedModel, image: np.ndarray, name: str) -> tuple[dic
 
 
 def analyze(model: str, upload: Upload, cam_class: str | None = None, classifier: str | None = None,
-            explain: bool = True) -> Analysis:
+            explain: bool = True, policy: ModelPolicy | None = None) -> Analysis:
     """Segment `upload` with the model saved at `model`, and explain and classify it.
 
     Args:
@@ -136,15 +138,16 @@ def analyze(model: str, upload: Upload, cam_class: str | None = None, classifier
             largest area.
         classifier (`str`, *optional*): an image classifier's folder or Hub id, whose probabilities are added.
         explain (`bool`, *optional*, defaults to `True`): compute GradCAM and attention maps.
+        policy (`ModelPolicy`, *optional*): the models allowed (see `get_model`); None allows any.
 
     Raises:
         UploadError: the image does not fit the model (channels).
-        ModelError: a model cannot be loaded, is of the wrong kind, or the class is unknown.
+        ModelError: a model is not allowed, cannot be loaded, is of the wrong kind, or the class is unknown.
     """
     start = time.perf_counter()
-    seg = get_model(model)
+    seg = get_model(model, policy)
     if seg.classifier:
-        raise ModelError(f"{model!r} is an image classifier: enter it as the classifier, and a segmentation model "
+        raise ModelError(f"{model!r} is an image classifier: choose it as the classifier, and a segmentation model "
                          "as the model.")
     labels = seg.mask_labels
     chosen = label_index(labels, cam_class)
@@ -162,10 +165,10 @@ def analyze(model: str, upload: Upload, cam_class: str | None = None, classifier
         result.cam, result.cam_label = explanation.overlays["cam"], explanation.target_name
         result.attentions = [explanation.overlays[f"attention_{i}"] for i in range(len(explanation.attentions))]
     if classifier and classifier.strip():
-        clf = get_model(classifier)
+        clf = get_model(classifier, policy)
         if not clf.classifier:
-            raise ModelError(f"{classifier!r} is a segmentation model, not an image classifier: leave the classifier "
-                             "empty or enter a classifier's folder or Hub id.")
+            raise ModelError(f"{classifier!r} is a segmentation model, not an image classifier: choose no classifier "
+                             "or an image classifier.")
         with _model_lock:
             result.classification, clf_notes = classify(clf, upload.image, upload.name)
         notes += [f"classifier: {n}" for n in clf_notes]
@@ -173,13 +176,14 @@ def analyze(model: str, upload: Upload, cam_class: str | None = None, classifier
     return result
 
 
-def warm_up(model: str) -> bool:
+def warm_up(model: str, policy: ModelPolicy | None = None) -> bool:
     """Load `model` and run one analysis of a small noise image, so that the first user's answer does not pay for
     loading and first-call set-up (a few seconds on a CPU). Returns whether it worked; problems are only logged."""
     try:
-        seg = get_model(model)
+        seg = get_model(model, policy)
         noise = np.random.default_rng(0).integers(0, 255, (64, 64, seg.num_channels), dtype=np.uint8)
-        analyze(model, Upload(noise[..., 0] if seg.num_channels == 1 else noise, None, "image", "warm-up"))
+        analyze(model, Upload(noise[..., 0] if seg.num_channels == 1 else noise, None, "image", "warm-up"),
+                policy=policy)
     except Exception as err:  # a warm-up must never stop the app: the user sees the real error on first use
         logger.warning("warm-up of %s failed: %s", model, err)
         return False
@@ -223,8 +227,9 @@ def empty_outputs(message: str) -> tuple[Any, ...]:
 
 
 def segment(model: str, file: str | None, slice_index: float | None = None, cam_class: str | None = None,
-            classifier: str | None = None, name: str | None = None) -> tuple[Any, ...]:
-    """The demo's one action: read `file`, analyze it, and return the output values.
+            classifier: str | None = None, name: str | None = None, policy: ModelPolicy | None = None,
+            ) -> tuple[Any, ...]:
+    """The demo's one action: read `file`, analyze it (`analyze`, with `policy`), and return the output values.
 
     Returns:
         `(annotated, slider, areas, cam, attentions, classification, status)`: the `gr.AnnotatedImage` value, the
@@ -237,13 +242,14 @@ def segment(model: str, file: str | None, slice_index: float | None = None, cam_
     index = None if slice_index is None else int(slice_index)
     try:
         upload = read_upload(file, slice_index=index, name=name)
-        analysis = analyze(model, upload, cam_class, classifier)
+        analysis = analyze(model, upload, cam_class, classifier, policy=policy)
     except (UploadError, ModelError) as err:
         return empty_outputs(f"⚠️ {err}")
     except Exception as err:  # a model failing on an odd input must not reach the user as a stack trace
         logger.exception("segmentation failed")
         return empty_outputs(f"⚠️ Segmentation failed: {type(err).__name__}: {err}")
     captions = [f"attention gate {i}" for i in range(len(analysis.attentions))]
+    shown = policy.label(model) if policy else model
     return (annotations(analysis), (analysis.display, analysis.overlay), analysis.areas, analysis.cam,
-            list(zip(analysis.attentions, captions)), analysis.classification, status(analysis, upload, model))
+            list(zip(analysis.attentions, captions)), analysis.classification, status(analysis, upload, shown))
 

@@ -1,30 +1,54 @@
-"""The Gradio interface: `build_demo()` gives the `gr.Blocks`, `launch()` serves it.
+"""The Gradio interface: `build_demo()` gives the `gr.Blocks`, `launch()` serves it (needs `pip install "hfseg[app]"`).
 
-Layout: model and optional classifier (text boxes), the upload (any supported file) with a slice slider shown for
+Layout: the model and the optional classifier (dropdowns of the models the `ModelPolicy` offers; typing any folder or
+Hub id only when it allows any), the upload (any supported file) with a slice slider shown for
 volumes, the GradCAM class, and the bundled examples on the left; on the right the status, the annotated overlay
 with its legend, an image/overlay slider, the area table, GradCAM, attention maps and the classifier's scores.
 
-Events: loading the page or entering a model (Enter, or leaving the box) describes it (classes for GradCAM, legend
+Events: loading the page or choosing a model describes it (classes for GradCAM, legend
 colours); a new file sets the slice slider, then segments; moving the slider, picking a class or pressing *Segment*
 segments again. The *Segment* button's event is the public API endpoint `/segment`, inputs (model, file, slice index,
 GradCAM class, classifier), outputs as `predict.segment`'s (the first one with the legend colours: `{"value",
-"color_map"}` to an API client). `launch()` loads and warms up the model in the background while the server starts.
+"color_map"}` to an API client); a model the policy does not offer is refused. Every segmentation event shares one
+queue slot (`concurrency_limit=1`): a model call already uses every core. `launch()` sets torch's CPU threads
+(`hfseg.threads.configure_threads`), and loads and warms up the default model in the background while the server
+starts.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import gradio as gr
-
+from ..threads import configure_threads
 from .areas import AREA_HEADERS
-from .models import ModelError, default_model, get_model
+from .models import ModelError, ModelPolicy, get_model
 from .predict import AUTO_CLASS, color_map, segment, warm_up
 from .uploads import MAX_FILE_BYTES, MAX_SIDE, SUPPORTED_EXTENSIONS, UploadError, read_upload
+
+GRADIO_MIN = "6.0"  # pyproject.toml's `app` extra (event listeners with api_visibility=)
+INSTALL_HINT = f'pip install "hfseg[app]" (or pip install "gradio>={GRADIO_MIN}")'
+try:
+    import gradio as gr
+except ImportError as err:
+    if not (err.name or "").startswith("gradio"):
+        raise  # gradio is there but something it imports is broken: that error says what
+    raise ModuleNotFoundError(f"The hfseg demo app needs gradio, which is not installed: {INSTALL_HINT}.",
+                              name="gradio") from err
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """(major, minor) of a version string such as '6.31.0' or '6.0.0b1'."""
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+
+
+if _release(gr.__version__) < _release(GRADIO_MIN):
+    raise ImportError(f"The hfseg demo app needs gradio>={GRADIO_MIN}, but gradio {gr.__version__} is installed: "
+                      f'pip install -U "hfseg[app]".')
 
 TITLE = "hfseg: medical image segmentation"
 INTRO = (
@@ -38,18 +62,19 @@ INTRO = (
 CSS = "#cam img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }"
 
 
-def describe_model(name: str) -> tuple[Any, Any, str]:
+def describe_model(name: str, policy: ModelPolicy | None = None) -> tuple[Any, Any, str]:
     """Updates for the GradCAM class choices and the legend colours, and a Markdown line about model `name`."""
     try:
-        loaded = get_model(name)
+        loaded = get_model(name, policy)
     except ModelError as err:
         return gr.Dropdown(choices=[AUTO_CLASS], value=AUTO_CLASS), gr.AnnotatedImage(), f"⚠️ {err}"
     if loaded.classifier:
         return (gr.Dropdown(choices=[AUTO_CLASS], value=AUTO_CLASS), gr.AnnotatedImage(),
-                f"⚠️ `{name}` is an image classifier: enter it as the classifier, and a segmentation model here.")
+                f"⚠️ `{name}` is an image classifier: choose it as the classifier, and a segmentation model here.")
     labels = loaded.mask_labels
     gates = any(type(m).__name__ == "AttentionGate" for m in loaded.model.modules())
-    info = (f"`{name}`: {type(loaded.model).__name__}, {loaded.num_channels} channel"
+    shown = policy.label(name) if policy else name
+    info = (f"`{shown}`: {type(loaded.model).__name__}, {loaded.num_channels} channel"
             f"{'s' * (loaded.num_channels != 1)}, classes {', '.join(labels.values())}"
             f"{'; attention gates' if gates else ''}.")
     return (gr.Dropdown(choices=[AUTO_CLASS, *labels.values()], value=AUTO_CLASS),
@@ -71,11 +96,11 @@ def inspect_file(file: str | None) -> tuple[Any, str]:
 
 
 def run_segment(model: str, file: str | None, slice_index: float | None, cam_class: str | None,
-                classifier: str | None) -> tuple[Any, ...]:
+                classifier: str | None, policy: ModelPolicy | None = None) -> tuple[Any, ...]:
     """`predict.segment` with the legend colours of the model's classes."""
-    outputs = segment(model, file, slice_index, cam_class, classifier)
+    outputs = segment(model, file, slice_index, cam_class, classifier, policy=policy)
     try:
-        colours = color_map(get_model(model).mask_labels) if outputs[0] is not None else None
+        colours = color_map(get_model(model, policy).mask_labels) if outputs[0] is not None else None
     except ModelError:
         colours = None
     annotated = gr.AnnotatedImage(value=outputs[0], color_map=colours) if colours else outputs[0]
@@ -90,25 +115,51 @@ def example_files(folder: str | os.PathLike | None) -> list[str]:
                   if p.is_file() and p.name.lower().endswith(SUPPORTED_EXTENSIONS))
 
 
-def build_demo(model: str | None = None, examples: Sequence[str] | str | os.PathLike | None = None) -> gr.Blocks:
+def as_policy(models: ModelPolicy | str | os.PathLike | None) -> ModelPolicy:
+    """`models` itself, a policy offering just the one folder or Hub id given, or for None the operator's
+    (`ModelPolicy.from_environment()`, without a bundled model)."""
+    if isinstance(models, ModelPolicy):
+        return models
+    return ModelPolicy.only(models) if models is not None else ModelPolicy.from_environment()
+
+
+def _model_pickers(policy: ModelPolicy) -> tuple[gr.Dropdown, gr.Dropdown]:
+    """The segmentation model and classifier dropdowns: the offered models, and free text only with `allow_any`."""
+    typed = " or type a local run folder or a Hub id (owner/name) and press Enter" if policy.allow_any else ""
+    model = gr.Dropdown(choices=policy.choices(policy.models), value=policy.default, label="Segmentation model",
+                        allow_custom_value=policy.allow_any, info=f"Choose a model{typed}.")
+    classifier = gr.Dropdown(choices=[("none", ""), *policy.choices(policy.classifiers)], value="",
+                             label="Classifier (optional)", allow_custom_value=policy.allow_any,
+                             visible=bool(policy.classifiers) or policy.allow_any,
+                             info=f"An image classifier whose class probabilities are added{typed}.")
+    return model, classifier
+
+
+def build_demo(models: ModelPolicy | str | os.PathLike | None = None,
+               examples: Sequence[str] | str | os.PathLike | None = None) -> gr.Blocks:
     """The demo's `gr.Blocks`.
 
     Args:
-        model (`str`, *optional*): the model shown at start; default `default_model()` (`$HFSEG_MODEL` or the Hub
-            demo model).
+        models (`ModelPolicy` or `str`, *optional*): the models offered (`as_policy`): a policy, one folder or Hub
+            id, or None for the operator's environment variables (`hfseg.app.models`).
         examples (`list[str]` or `str`, *optional*): example files, or a folder of them (`example_files`).
     """
+    policy = as_policy(models)
     files = example_files(examples) if isinstance(examples, (str, os.PathLike)) else list(examples or [])
+
+    def describe(name: str) -> tuple[Any, Any, str]:
+        return describe_model(name, policy)
+
+    def segment_event(model: str, file: str | None, slice_index: float | None, cam_class: str | None,
+                      classifier: str | None) -> tuple[Any, ...]:
+        return run_segment(model, file, slice_index, cam_class, classifier, policy)
+
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"# {TITLE}\n\n{INTRO}")
         with gr.Row():
             with gr.Column(scale=1):
-                model_box = gr.Textbox(value=model or default_model(), label="Segmentation model",
-                                       info="A local run folder (e.g. runs/demo/best) or a Hub id (owner/name); "
-                                            "press Enter to load.")
+                model_box, classifier_box = _model_pickers(policy)
                 model_info = gr.Markdown()
-                classifier_box = gr.Textbox(value="", label="Classifier (optional)",
-                                            info="An image classifier's folder or Hub id; leave empty for none.")
                 file = gr.File(label="Image: PNG, JPEG, TIFF, DICOM or NIfTI", type="filepath", elem_id="upload")
                 slice_slider = gr.Slider(minimum=0, maximum=MAX_SIDE, step=1, value=0, label="Axial slice",
                                          visible=False)
@@ -131,28 +182,31 @@ def build_demo(model: str | None = None, examples: Sequence[str] | str | os.Path
 
         inputs = [model_box, file, slice_slider, cam_class, classifier_box]
         outputs = [annotated, compare, areas, cam, attentions, scores, status]
-        describe = dict(fn=describe_model, inputs=[model_box], outputs=[cam_class, annotated, model_info],
-                        api_visibility="private")
-        demo.load(**describe)
-        model_box.submit(**describe)
-        model_box.blur(**describe)
-        # One segmentation at a time: the cached models are shared, and GradCAM hooks into them.
+        details = dict(fn=describe, inputs=[model_box], outputs=[cam_class, annotated, model_info],
+                       api_visibility="private")
+        demo.load(**details)
+        model_box.input(**details)
+        # One segmentation at a time, in one queue slot shared by every event that runs a model: the cached models
+        # are shared, GradCAM hooks into them, and one model call already uses every core.
         once = dict(concurrency_limit=1, concurrency_id="segment")
-        run.click(run_segment, inputs, outputs, api_name="segment", **once)
+        run.click(segment_event, inputs, outputs, api_name="segment", **once)
         file.change(inspect_file, [file], [slice_slider, status], api_visibility="private").then(
-            run_segment, inputs, outputs, api_visibility="private", **once)
-        slice_slider.release(run_segment, inputs, outputs, api_visibility="private", **once)
-        cam_class.input(run_segment, inputs, outputs, api_visibility="private", **once)
+            segment_event, inputs, outputs, api_visibility="private", **once)
+        slice_slider.release(segment_event, inputs, outputs, api_visibility="private", **once)
+        cam_class.input(segment_event, inputs, outputs, api_visibility="private", **once)
     return demo
 
 
-def launch(model: str | None = None, examples: Sequence[str] | str | os.PathLike | None = None,
-           **kwargs: Any) -> gr.Blocks:
-    """Build the demo and serve it (`gr.Blocks.launch(**kwargs)`), refusing uploads over `MAX_FILE_BYTES`; the
-    model is loaded and warmed up (`warm_up`) in the background meanwhile."""
-    model = model or default_model()
-    threading.Thread(target=warm_up, args=(model,), daemon=True).start()
-    demo = build_demo(model, examples)
+def launch(models: ModelPolicy | str | os.PathLike | None = None,
+           examples: Sequence[str] | str | os.PathLike | None = None, **kwargs: Any) -> gr.Blocks:
+    """Build the demo (`build_demo(models, examples)`) and serve it (`gr.Blocks.launch(**kwargs)`), refusing uploads
+    over `MAX_FILE_BYTES`. Sets torch's CPU threads first (`configure_threads`: the available cores, unless
+    `OMP_NUM_THREADS` says otherwise); the default model is loaded and warmed up (`warm_up`) in the background."""
+    configure_threads()
+    policy = as_policy(models)
+    if policy.default:
+        threading.Thread(target=warm_up, args=(policy.default, policy), daemon=True).start()
+    demo = build_demo(policy, examples)
     folder = [str(examples)] if isinstance(examples, (str, os.PathLike)) else []
     kwargs.setdefault("max_file_size", MAX_FILE_BYTES)
     kwargs.setdefault("css", CSS)

@@ -65,7 +65,7 @@ def resolve_model_path(path_or_hub_id: str | os.PathLike) -> str:
 
 
 def load_model(path_or_hub_id: str | os.PathLike, device: str | torch.device | None = None,
-               fuse: bool = False) -> tuple[nn.Module, Any]:
+               fuse: bool = False, trust_remote_code: bool = False) -> tuple[nn.Module, Any]:
     """A saved model in eval mode and its image processor.
 
     Args:
@@ -76,6 +76,8 @@ def load_model(path_or_hub_id: str | os.PathLike, device: str | torch.device | N
         fuse (`bool`, *optional*, defaults to `False`): fold batch norms into the preceding convolutions
             (`hfseg.models.fuse.fuse_conv_bn`), which speeds up models with timm or other third-party encoders (hfseg's
             own U-Net blocks fold on the fly anyway). The fused model is for inference only: do not save it.
+        trust_remote_code (`bool`, *optional*, defaults to `False`): run model code shipped with a checkpoint whose
+            classes neither transformers nor hfseg provide. Off, such a checkpoint is an error (never a prompt).
 
     Returns:
         `(model, processor)`: the processor is `AutoImageProcessor.from_pretrained(path)`; a transformers processor
@@ -96,7 +98,7 @@ def load_model(path_or_hub_id: str | os.PathLike, device: str | torch.device | N
 
     source = resolve_model_path(path_or_hub_id)
     try:
-        config = AutoConfig.from_pretrained(source)
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
     except OSError as err:
         where = "" if os.path.isdir(source) else " (no such local folder, so it was tried as a Hub id)"
         raise OSError(f"Cannot load a model from {source!r}{where}: {err}") from err
@@ -104,7 +106,7 @@ def load_model(path_or_hub_id: str | os.PathLike, device: str | torch.device | N
     classifier = any(a.endswith("ForImageClassification") for a in architectures)
     auto = AutoModelForImageClassification if classifier else AutoModelForSemanticSegmentation
     try:
-        model = auto.from_pretrained(source)
+        model = auto.from_pretrained(source, trust_remote_code=trust_remote_code)
     except ValueError as err:  # a config the semantic-segmentation Auto class does not know
         raise ValueError(f"{source!r} holds a {config.model_type!r} model, which is neither a semantic segmentation "
                          f"model nor an image classifier: {err}") from err
@@ -115,7 +117,7 @@ def load_model(path_or_hub_id: str | os.PathLike, device: str | torch.device | N
 
         model = fuse_conv_bn(model)
     try:
-        processor = AutoImageProcessor.from_pretrained(source)
+        processor = AutoImageProcessor.from_pretrained(source, trust_remote_code=trust_remote_code)
     except OSError:
         warnings.warn(f"{source!r} has no preprocessor_config.json: using UNetImageProcessor(normalization='zscore') "
                       "at native resolution; save the processor with the model to evaluate it as it was trained.",

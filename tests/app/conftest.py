@@ -1,4 +1,4 @@
-"""Tiny saved models for the demo's tests (no runs/, no network) and the bundled example files."""
+"""Tiny saved models for the demo's tests (no runs/, no network), and the Space's bundled model and example files."""
 
 import os
 from pathlib import Path
@@ -11,7 +11,9 @@ import torch
 import hfseg
 from hfseg.models.unet.image_processing_unet import UNetImageProcessor
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "spaces" / "examples"
+SPACES = Path(__file__).resolve().parents[2] / "spaces"
+EXAMPLES = SPACES / "examples"
+SPACE_MODEL = SPACES / "model"  # the Space's bundled model
 ID2LABEL = {0: "background", 1: "tissue", 2: "lesion"}
 
 

@@ -1,28 +1,107 @@
-"""Model loading for the demo: default, cache, channels, classes, and clear errors."""
+"""Model loading for the demo: the allowlist, the bundled model, cache, channels, classes, and clear errors."""
+
+import json
+import os
 
 import pytest
 import torch
 
 import hfseg
 from hfseg.app.models import (
-    DEFAULT_HUB_MODEL,
+    ANY_MODEL_ENV,
+    BUNDLED_LABEL,
+    CLASSIFIERS_ENV,
     MODEL_ENV,
+    MODELS_ENV,
+    REMOTE_CODE_ENV,
     LoadedModel,
     ModelError,
+    ModelPolicy,
     default_model,
     get_model,
     id2label_of,
     input_channels,
 )
 
-from .conftest import ID2LABEL
+from .conftest import ID2LABEL, SPACE_MODEL
+
+ENV = (MODEL_ENV, MODELS_ENV, CLASSIFIERS_ENV, ANY_MODEL_ENV, REMOTE_CODE_ENV)
 
 
-def test_default_model_from_environment(monkeypatch):
-    monkeypatch.delenv(MODEL_ENV, raising=False)
-    assert default_model() == DEFAULT_HUB_MODEL
-    monkeypatch.setenv(MODEL_ENV, " runs/x/best ")
-    assert default_model() == "runs/x/best"
+@pytest.fixture
+def clean_env(monkeypatch):
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+# -- which models ------------------------------------------------------------------------------------------------
+def test_default_is_the_bundled_model(clean_env):
+    policy = ModelPolicy.from_environment(bundled=SPACE_MODEL)
+    assert policy.models == (str(SPACE_MODEL),) and policy.default == str(SPACE_MODEL) == default_model(SPACE_MODEL)
+    assert policy.classifiers == () and not policy.allow_any and not policy.trust_remote_code
+    assert policy.choices(policy.models) == [(BUNDLED_LABEL, str(SPACE_MODEL))]
+    assert ModelPolicy.from_environment().models == () and default_model() is None
+
+
+def test_operator_settings(clean_env):
+    clean_env.setenv(MODEL_ENV, " runs/x/best ")
+    assert ModelPolicy.from_environment(bundled="model").models == ("runs/x/best", "model")
+    clean_env.setenv(MODELS_ENV, "a/b, runs/x/best ,c/d,")
+    clean_env.setenv(CLASSIFIERS_ENV, "e/f")
+    clean_env.setenv(ANY_MODEL_ENV, "1")
+    clean_env.setenv(REMOTE_CODE_ENV, "True")
+    policy = ModelPolicy.from_environment(bundled="model")
+    assert policy.models == ("runs/x/best", "a/b", "c/d") and policy.default == "runs/x/best"
+    assert policy.classifiers == ("e/f",) and policy.allow_any and policy.trust_remote_code
+    for off in ("", "0", "no", "false"):
+        clean_env.setenv(ANY_MODEL_ENV, off)
+        clean_env.setenv(REMOTE_CODE_ENV, off)
+        policy = ModelPolicy.from_environment()
+        assert not policy.allow_any and not policy.trust_remote_code
+
+
+def test_names_off_the_list_are_refused_before_loading(gated_model, tmp_path, monkeypatch):
+    from hfseg.app import models
+
+    policy = ModelPolicy(models=(gated_model,), classifiers=("e/f",))
+    policy.check(gated_model)
+    policy.check(gated_model + os.sep)  # the same folder
+    policy.check("e/f")
+    monkeypatch.setattr(models, "_load", lambda *args: pytest.fail("a refused model was loaded"))
+    for name in ("someone/model", str(tmp_path), "../../etc"):
+        with pytest.raises(ModelError, match=r"is not one of this demo's models: choose one of .*HFSEG_MODELS"):
+            get_model(name, policy)
+    with pytest.raises(ModelError, match="offers no models"):
+        get_model("someone/model", ModelPolicy(models=()))
+    ModelPolicy(models=(), allow_any=True).check("someone/model")
+
+
+def test_remote_code_is_not_run_unless_the_operator_allows_it(tmp_path):
+    """A folder whose config maps to code shipped with it: refused with a message, and the code never runs."""
+    folder = tmp_path / "custom"
+    folder.mkdir()
+    marker = tmp_path / "ran"
+    (folder / "configuration_custom.py").write_text(f"open({str(marker)!r}, 'w').close()\n"
+                                                     "from transformers import PretrainedConfig\n"
+                                                     "class CustomConfig(PretrainedConfig):\n"
+                                                     "    model_type = 'hfseg_test_custom'\n")
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "hfseg_test_custom", "architectures": ["CustomForSemanticSegmentation"],
+        "auto_map": {"AutoConfig": "configuration_custom.CustomConfig"}}))
+    for policy in (None, ModelPolicy(models=(str(folder),))):
+        with pytest.raises(ModelError, match=f"trust_remote_code.*{REMOTE_CODE_ENV}=1"):
+            get_model(str(folder), policy)
+    assert not marker.exists()
+
+
+def test_the_bundled_model_loads_without_remote_code():
+    config = json.loads((SPACE_MODEL / "config.json").read_text())
+    assert config["auto_map"]  # it ships its code (for trust_remote_code users without hfseg)...
+    loaded = get_model(str(SPACE_MODEL), ModelPolicy.from_environment(bundled=SPACE_MODEL))
+    assert type(loaded.model).__module__.startswith("hfseg.")  # ...but the app uses hfseg's own classes
+    assert loaded.num_channels == 1 and not loaded.classifier
+    assert loaded.id2label == {0: "background", 1: "csf_other_brain", 2: "grey_matter", 3: "white_matter"}
 
 
 def test_get_model_loads_once_with_its_classes(gated_model, classifier_model):
@@ -57,8 +136,8 @@ def test_load_errors_are_model_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelError, match="Cannot load model"):
         get_model(str(tmp_path / "empty"))
-    with pytest.raises(ModelError, match="push_to_hub"):  # offline in tests: the Hub default cannot load
-        get_model(DEFAULT_HUB_MODEL)
+    with pytest.raises(ModelError, match="Cannot load model 'hfseg/no-such-model'"):  # offline in tests
+        get_model("hfseg/no-such-model")
 
 
 def test_failed_hub_id_is_not_retried_at_once(monkeypatch):
@@ -66,7 +145,7 @@ def test_failed_hub_id_is_not_retried_at_once(monkeypatch):
 
     calls = []
 
-    def unreachable(name):
+    def unreachable(name, trust_remote_code):
         calls.append(name)
         raise OSError("We couldn't connect to 'https://huggingface.co'.")
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hfseg.app.models import ModelPolicy
 from hfseg.app.predict import AUTO_CLASS, analyze, color_map, match_channels, segment, to_grey
 from hfseg.app.uploads import Upload, UploadError, read_upload
 from hfseg.evaluation.inference import classify_logits, load_model, predict_mask
@@ -153,10 +154,25 @@ def test_bad_models_and_classes_give_a_message(gated_model, classifier_model, tm
     image = str(EXAMPLES / "brain_16.png")
     assert "Upload an image" in segment(gated_model, None)[-1]
     assert "not found" in segment(str(tmp_path / "missing"), image)[-1]
-    assert "push_to_hub" in segment("hfseg/demo-attention-unet", image)[-1]
+    assert "Cannot load model 'hfseg/no-such-model'" in segment("hfseg/no-such-model", image)[-1]
     assert "is an image classifier" in segment(classifier_model, image)[-1]
     assert "not an image classifier" in segment(gated_model, image, classifier=gated_model)[-1]
     assert "Unknown class 'tumor'" in segment(gated_model, image, cam_class="tumor")[-1]
+
+
+def test_models_off_the_allowlist_give_a_message(gated_model, classifier_model):
+    image = str(EXAMPLES / "brain_16.png")
+    policy = ModelPolicy(models=(gated_model,), labels={gated_model: "the test model"})
+    refused = segment("someone/model", image, policy=policy)
+    assert refused[:6] == (None, None, [], None, [], None)
+    assert refused[-1].startswith("⚠️ 'someone/model' is not one of this demo's models: choose one of "
+                                  "'the test model'")
+    assert "not one of this demo's models" in segment(gated_model, image, classifier=classifier_model,
+                                                      policy=policy)[-1]
+    assert "model `the test model`" in segment(gated_model, image, policy=policy)[-1]
+    scores = segment(gated_model, image, classifier=classifier_model,
+                     policy=ModelPolicy(models=(gated_model,), classifiers=(classifier_model,)))[5]
+    assert set(scores) == {"glioma", "meningioma", "no_tumor"}
 
 
 def test_unexpected_failure_is_a_message(gated_model, monkeypatch):

@@ -3,6 +3,9 @@
 
 import shutil
 import socket
+import subprocess
+import sys
+import threading
 import time
 
 import gradio as gr
@@ -10,12 +13,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hfseg.app import ui
+from hfseg.app.models import ModelPolicy
 from hfseg.app.predict import AUTO_CLASS, analyze
 from hfseg.app.ui import build_demo, describe_model, example_files, inspect_file, launch
 from hfseg.app.uploads import read_upload
 from hfseg.training.report import PALETTE
 
-from .conftest import EXAMPLES, ID2LABEL
+from .conftest import EXAMPLES, ID2LABEL, SPACE_MODEL
 from .test_predict import reference_mask
 
 EXAMPLE_NAMES = ["brain_06.png", "brain_16.png", "brain_25.png", "brain_mr.dcm", "brain_volume.nii.gz"]
@@ -29,6 +34,8 @@ def test_describe_model(gated_model, tmp_path):
     assert "attention gates" in info and "tissue" in info
     dropdown, _, info = describe_model(str(tmp_path / "missing"))
     assert info.startswith("⚠️") and "not found" in info
+    _, _, info = describe_model(str(tmp_path / "missing"), ModelPolicy.only(gated_model))
+    assert info.startswith("⚠️") and "is not one of this demo's models" in info
 
 
 def test_inspect_file_sets_the_slice_slider(tmp_path):
@@ -45,6 +52,62 @@ def test_example_files_are_the_bundled_examples():
     assert [p.rsplit("/", 1)[-1] for p in example_files(EXAMPLES)] == EXAMPLE_NAMES
     assert example_files(None) == []
     assert isinstance(build_demo("some/model", EXAMPLES), gr.Blocks)
+
+
+def _dropdowns(demo: gr.Blocks) -> dict[str, gr.Dropdown]:
+    return {b.label: b for b in demo.blocks.values() if isinstance(b, gr.Dropdown)}
+
+
+def test_the_models_are_a_dropdown_of_the_allowlist(gated_model, classifier_model):
+    policy = ModelPolicy(models=(gated_model, "a/b"), labels={gated_model: "demo"})
+    picks = _dropdowns(build_demo(policy))
+    model, classifier = picks["Segmentation model"], picks["Classifier (optional)"]
+    assert model.choices == [("demo", gated_model), ("a/b", "a/b")] and model.value == gated_model
+    assert not model.allow_custom_value and not classifier.visible and not classifier.allow_custom_value
+    picks = _dropdowns(build_demo(ModelPolicy(models=(gated_model,), classifiers=(classifier_model,),
+                                              allow_any=True)))
+    model, classifier = picks["Segmentation model"], picks["Classifier (optional)"]
+    assert model.allow_custom_value and "type a local run folder" in model.info
+    assert classifier.visible and classifier.allow_custom_value
+    assert classifier.choices == [("none", ""), (classifier_model, classifier_model)] and classifier.value == ""
+
+
+def test_every_model_call_shares_one_queue_slot():
+    demo = build_demo("some/model")
+    runs = [fn for fn in demo.fns.values() if fn.name == "segment_event"]
+    assert len(runs) == 4 and {(fn.concurrency_limit, fn.concurrency_id) for fn in runs} == {(1, "segment")}
+    assert [fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"] == ["segment"]
+
+
+def test_launch_sets_the_threads_and_warms_up_the_default(monkeypatch, gated_model):
+    calls, warmed = [], threading.Event()
+
+    def warm_up(model, policy):
+        calls.append(("warm_up", model, policy.models))
+        warmed.set()
+
+    monkeypatch.setattr(ui, "configure_threads", lambda: calls.append("threads"))
+    monkeypatch.setattr(ui, "warm_up", warm_up)
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: calls.append(sorted(kwargs)))
+    launch(gated_model, EXAMPLES, quiet=True)
+    assert warmed.wait(30) and calls[0] == "threads"
+    assert ("warm_up", gated_model, (gated_model,)) in calls
+    assert ["allowed_paths", "css", "max_file_size", "quiet"] in calls
+
+
+def test_without_gradio_the_error_says_how_to_install_it():
+    code = ("import sys; sys.modules['gradio'] = None\n"
+            "import hfseg.app\n"  # the rest of the app imports without gradio
+            "from hfseg.app import segment, ModelPolicy\n"
+            "for load in (lambda: hfseg.app.launch, lambda: __import__('hfseg.app.ui')):\n"
+            "    try:\n"
+            "        load()\n"
+            "    except ModuleNotFoundError as err:\n"
+            "        print(err)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    message = 'The hfseg demo app needs gradio, which is not installed: pip install "hfseg[app]"'
+    assert result.stdout.count(message) == 2, result.stdout
 
 
 # -- the launched app ----------------------------------------------------------------------------------------------
@@ -92,6 +155,37 @@ def test_client_bad_upload_is_a_message(app_url, gated_model, tmp_path):
                                                       AUTO_CLASS, "", api_name="/segment")
     assert outputs[-1].startswith("⚠️") and "unsupported file type" in outputs[-1]
     assert outputs[2]["data"] in ([], [[None, None, None, None]], [["", "", "", ""]])
+
+
+def test_client_cannot_use_a_model_off_the_list(app_url, monkeypatch):
+    from gradio_client import Client, handle_file
+
+    from hfseg.app import models
+
+    monkeypatch.setattr(models, "_load", lambda *args: pytest.fail("a refused model was loaded"))
+    with pytest.raises(Exception, match="not in the list of choices"):
+        Client(app_url, verbose=False).predict("someone/model", handle_file(str(EXAMPLES / "brain_06.png")), 0,
+                                               AUTO_CLASS, "", api_name="/segment")
+
+
+def test_the_space_as_deployed_segments_an_example(monkeypatch):
+    """No variables set, no Hub: the Space offers its bundled model, which segments the brain tissues."""
+    from gradio_client import Client, handle_file
+
+    for name in ("HFSEG_MODEL", "HFSEG_MODELS", "HFSEG_CLASSIFIERS", "HFSEG_ALLOW_ANY_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    policy = ModelPolicy.from_environment(bundled=SPACE_MODEL)
+    demo = launch(policy, EXAMPLES, prevent_thread_lock=True, server_port=_free_port(), quiet=True)
+    try:
+        outputs = Client(demo.local_url, verbose=False).predict(
+            policy.default, handle_file(str(EXAMPLES / "brain_mr.dcm")), 0, AUTO_CLASS, "", api_name="/segment")
+    finally:
+        demo.close()
+    table, status = outputs[2], outputs[-1]
+    assert "⚠️" not in status and "model `hfseg demo" in status
+    pixels = {row[0]: row[1] for row in table["data"]}
+    assert set(pixels) == {"background", "csf_other_brain", "grey_matter", "white_matter"}
+    assert all(pixels[name] > 0 for name in pixels) and pixels["grey_matter"] > 0.2 * 128 * 128  # 5100 in truth
 
 
 def test_server_refuses_oversized_uploads(app_url, tmp_path):

@@ -186,3 +186,24 @@ def test_transformers_processor_is_converted():
     processor = as_unet_processor(SegformerImageProcessor())
     assert processor.normalization == "mean_std" and processor.size == {"height": 512, "width": 512}
     assert as_unet_processor(_processor(32)) is not None
+
+
+def test_load_model_runs_shipped_code_only_when_asked(tmp_path):
+    """A checkpoint whose config maps to code shipped with it: an error without a prompt, unless trusted."""
+    import json
+
+    folder, marker = tmp_path / "custom", tmp_path / "ran"
+    folder.mkdir()
+    (folder / "configuration_custom.py").write_text(f"open({str(marker)!r}, 'w').close()\n"
+                                                     "from transformers import PretrainedConfig\n"
+                                                     "class CustomConfig(PretrainedConfig):\n"
+                                                     "    model_type = 'hfseg_test_custom'\n")
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "hfseg_test_custom", "architectures": ["CustomForSemanticSegmentation"],
+        "auto_map": {"AutoConfig": "configuration_custom.CustomConfig"}}))
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        load_model(folder)
+    assert not marker.exists()
+    with pytest.raises((ValueError, OSError)):  # the code runs, but ships no model class
+        load_model(folder, trust_remote_code=True)
+    assert marker.exists()
