@@ -5,7 +5,7 @@ python -m benchmarks.quality                                        # 300 steps 
 python -m benchmarks.quality --steps 100 --seeds 0 --models hfseg-attention-unet,monai-attention-unet
 ```
 
-Each run is `hfseg.training.trainer.train` on `recipes/configs/demo.yaml` (the `demo` dataset at 128x128) with the
+Each run is `hfseg.training.trainer.train` on the bundled `demo` config (the `demo` dataset at 128x128) with the
 budget overridden equally for all models: `--steps` optimizer steps of batch `--batch_size`, Adam at `--lr`, no
 schedule, Dice + cross-entropy, horizontal and vertical flips, one evaluation at the end. hfseg models are built by
 the recipe from their zoo names (as in `benchmarks.models`); the peers (`benchmarks.peers`) are built seeded by
@@ -31,7 +31,7 @@ from . import common
 from .models import ALL_MODELS, BASELINE, HFSEG_MODELS, TARGET
 from .peers import PEERS, build_peer, peer_available
 
-DEMO_CONFIG = Path(__file__).resolve().parent.parent / "recipes" / "configs" / "demo.yaml"
+DEMO_CONFIG = "demo"  # the bundled config (hfseg/training/configs/demo.yaml)
 METRIC = "mean_foreground_dice"
 
 

@@ -1,4 +1,5 @@
-"""The training recipe's parts: configuration, data loaders, optimizers/schedules, the loop and its reports."""
+"""The training recipe's parts: configuration (and the bundled configs/), data loaders, optimizers/schedules, the
+loop, its reports, and the recipes' command lines (`cli`, behind `hfseg train` and `recipes/train.py`)."""
 
 from typing import Any
 

@@ -7,8 +7,9 @@ data: {dataset: demo, size: [128, 128]}
 optim: {name: adam, lr: 1.0e-3}
 train: {epochs: 10, batch_size: 8}
 ```
-`load_config("recipes/configs/x.yaml", ["optim.lr=3e-4", "model.name=segformer-b0"])`: values are parsed as YAML
-(`3e-4` is a float, `[1, 2]` a list, `null` None). An unknown key is an error listing the valid keys of its section.
+`load_config("demo", ["optim.lr=3e-4", "model.name=segformer-b0"])`: the config is a bundled name (the YAML files of
+`hfseg/training/configs/`, see `bundled_configs()`) or a path; values are parsed as YAML (`3e-4` is a float, `[1, 2]`
+a list, `null` None). An unknown key is an error listing the valid keys of its section.
 The resolved config is saved with every run (`config.yaml`), and a run is reproduced from it. `loss.name` and
 `train.metric` default by task (segmentation: `dice_ce`, `mean_foreground_dice`; classification: `ce`, `accuracy`).
 """
@@ -33,6 +34,8 @@ DEFAULT_METRIC = {"segmentation": "mean_foreground_dice", "classification": "acc
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "exponential", "step", "multistep", "cosine", "polynomial")
 PRECISIONS = ("no", "fp16", "bf16")
+# The study configs shipped with the package (`--config demo`, `--config chaos_attention_unet`).
+CONFIGS_DIR = Path(__file__).parent / "configs"
 
 
 @dataclass
@@ -113,7 +116,7 @@ class SchedulerSection:
 class TrainSection:
     output_dir: str = "runs/demo"
     epochs: int = 10
-    max_steps: int | None = None  # stops early when reached (counts optimizer steps)
+    max_steps: int | None = None  # optimizer steps of the run; when set, `epochs` is no limit (as in transformers)
     batch_size: int = 8
     eval_batch_size: int | None = None
     gradient_accumulation_steps: int = 1
@@ -235,14 +238,31 @@ def _looks_numeric(text: str) -> bool:
     return True
 
 
+def bundled_configs() -> list[str]:
+    """Names of the configs shipped with hfseg (`demo`, `chaos_attention_unet`, ...), usable as `--config NAME`."""
+    return sorted(path.stem for path in CONFIGS_DIR.glob("*.yaml"))
+
+
+def config_path(config: str | Path) -> Path:
+    """The YAML file of `config`: an existing file, else a bundled config name (with or without `.yaml`)."""
+    path = Path(config)
+    if path.is_file():
+        return path
+    name = path.name[: -len(".yaml")] if path.name.endswith(".yaml") else path.name
+    bundled = CONFIGS_DIR / f"{name}.yaml"
+    if path.parent == Path(".") and bundled.is_file():
+        return bundled
+    raise FileNotFoundError(f"Config file {config} does not exist, and it is not a bundled config name; bundled: "
+                            f"{', '.join(bundled_configs())}.")
+
+
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
                 values: Mapping[str, Any] | None = None) -> RecipeConfig:
-    """A validated `RecipeConfig` from defaults, then the YAML file `path`, then `values`, then `overrides`."""
+    """A validated `RecipeConfig` from defaults, then the YAML file `path` (or a bundled config name, see
+    `config_path`), then `values`, then `overrides`."""
     tree: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"Config file {path} does not exist.")
+        path = config_path(path)
         loaded = yaml.safe_load(path.read_text()) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"Config file {path} must hold a mapping of sections, got {type(loaded).__name__}.")

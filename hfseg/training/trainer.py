@@ -1,8 +1,14 @@
-"""The training loop behind `recipes/train.py`: any zoo model, any `hfseg.data` dataset, one or many processes.
+"""The training loop behind `hfseg train` / `recipes/train.py`: any zoo model, any `hfseg.data` dataset, one or many
+processes.
 
 Reads top to bottom like accelerate's examples: Accelerator, data, model, optimizer and schedule, `prepare`,
 resume, then per epoch train / evaluate / write / checkpoint. Accelerate does the device, precision, gradient
 accumulation and process work; everything written to disk is written by the main process only.
+
+The run ends at `train.max_steps` optimizer steps when set (then `train.epochs` is no limit, as in transformers'
+`Trainer`; the schedule spans max_steps), else after `train.epochs`, or earlier by early stopping; metrics.json's
+`stopped_by` says which (`"max_steps"`, `"epochs"`, `"early_stopping"`). The last, possibly partial, epoch is
+evaluated and checkpointed too. On CPU the torch threads are chosen by `hfseg.threads.configure_threads`.
 
 What depends on `task` (the model family, the loss, the metrics and the per-epoch pictures) sits in a task object
 (`tasks.py`); the loop is the same for both.
@@ -10,6 +16,7 @@ What depends on `task` (the model family, the loss, the metrics and the per-epoc
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import shutil
@@ -26,6 +33,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from ..metrics import ClassificationMetrics, SegmentationMetrics
+from ..threads import ThreadChoice, configure_threads
 from .config import RecipeConfig
 from .data import build_dataloaders, load_recipe_data
 from .optim import build_optimizer, build_scheduler
@@ -82,6 +90,9 @@ class Trainer:
         self.cfg = cfg
         t = cfg.train
         self.output_dir = Path(t.output_dir)
+        # CPU threads: the cores this process may use, unless the user chose (not accelerate's default of 1).
+        self.threads: ThreadChoice | None = None if torch.cuda.is_available() else configure_threads()
+        self.report_to, self.tracker_note = _tracker(t.report_to)
         if int(os.environ.get("WORLD_SIZE", "1")) == 1:
             # A second run in one process (a notebook, tests) may use another precision: accelerate keeps its state
             # process-wide, so start it afresh. Never in a distributed run, whose state belongs to the launcher.
@@ -92,7 +103,7 @@ class Trainer:
             cpu=not torch.cuda.is_available(),
             mixed_precision=t.mixed_precision,
             gradient_accumulation_steps=t.gradient_accumulation_steps,
-            log_with=t.report_to,
+            log_with=self.report_to,
             project_config=ProjectConfiguration(project_dir=str(self.output_dir),
                                                 logging_dir=str(self.output_dir / "logs")),
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=t.seed),
@@ -109,9 +120,8 @@ class Trainer:
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optim)
         batches = math.ceil(len(self.data.train) / (t.batch_size * self.accelerator.num_processes))
         self.steps_per_epoch = max(math.ceil(batches / t.gradient_accumulation_steps), 1)
-        self.total_steps = t.epochs * self.steps_per_epoch
-        if t.max_steps:
-            self.total_steps = min(self.total_steps, t.max_steps)
+        # max_steps, when set, is the run's length whatever epochs says (as in transformers' Trainer).
+        self.total_steps = t.max_steps or t.epochs * self.steps_per_epoch
         self.scheduler = build_scheduler(self.optimizer, cfg.scheduler, self.steps_per_epoch, self.total_steps)
         self.model, self.optimizer, self.train_loader = self.accelerator.prepare(
             self.model, self.optimizer, self.train_loader)
@@ -252,16 +262,22 @@ class Trainer:
         if self.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             cfg.save(self.output_dir / "config.yaml")
-        if t.report_to:
+        if self.tracker_note:
+            acc.print(self.tracker_note)
+        if self.report_to:
             acc.init_trackers("tensorboard", config=_flat_config(cfg))
         self.resume()
+        length = f"max_steps={t.max_steps}" if t.max_steps else f"{t.epochs} epochs ({self.total_steps} steps)"
         acc.print(f"Training {cfg.model.name} on {cfg.data.dataset}: {len(self.data.train)} training images, "
-                  f"{acc.num_processes} process(es) on {acc.device}, {self.steps_per_epoch} steps per epoch.")
+                  f"{acc.num_processes} process(es) on {acc.device}{_describe_threads(self.threads)}, "
+                  f"{self.steps_per_epoch} steps per epoch, {length}.")
+        if not len(self.train_loader):  # max_steps would never be reached
+            raise ValueError(f"The training split gives no batch ({len(self.data.train)} images).")
         start = time.perf_counter()
         bar = tqdm(total=self.total_steps, initial=self.state.step, desc="train", disable=not self.is_main)
-        done = self.state.step >= self.total_steps
+        stopped_by = self._limit_reached()
         result: dict[str, Any] | None = None
-        while not done and self.state.epoch < t.epochs:
+        while stopped_by is None:
             epoch = self.state.epoch
             epoch_start = time.perf_counter()
             self.train_loader.set_epoch(epoch)
@@ -301,25 +317,33 @@ class Trainer:
                 if isinstance(t.checkpointing, int) and self.state.step % t.checkpointing == 0:
                     self.save_checkpoint()
                 if self.state.step >= self.total_steps:
-                    done = True
                     break
-            finished_epoch = not done or self.state.batch_in_epoch >= len(self.train_loader)
-            self.state.epoch += 1 if finished_epoch else 0
-            self.state.batch_in_epoch = 0 if finished_epoch else self.state.batch_in_epoch
+            else:  # the epoch's batches are all trained
+                self.state.batch_in_epoch = len(self.train_loader)
+            if self.state.batch_in_epoch >= len(self.train_loader):
+                self.state.epoch += 1
+                self.state.batch_in_epoch = 0
+            stopped_by = self._limit_reached()
             result = None
-            if self.eval_loader is not None and (epoch % t.eval_every == t.eval_every - 1 or done
-                                                 or self.state.epoch >= t.epochs):
+            if self.eval_loader is not None and (epoch % t.eval_every == t.eval_every - 1 or stopped_by):
                 result = self.evaluate(epoch)
-            stop = self._record_epoch(epoch, running / max(seen, 1), result, time.perf_counter() - epoch_start)
-            if t.checkpointing == "epoch" or done or stop:
+            if self._record_epoch(epoch, running / max(seen, 1), result, time.perf_counter() - epoch_start):
+                stopped_by = stopped_by or "early_stopping"
+            if t.checkpointing == "epoch" or stopped_by:
                 self.save_checkpoint()
-            if stop:
+            if stopped_by == "early_stopping":
                 acc.print(f"Early stopping: no {t.metric} improvement for {t.early_stopping_patience} epochs.")
-                break
         bar.close()
-        return self._finish(result, time.perf_counter() - start)
+        return self._finish(result, time.perf_counter() - start, stopped_by)
 
-    def _finish(self, result: dict[str, Any] | None, seconds: float) -> dict[str, Any]:
+    def _limit_reached(self) -> str | None:
+        """`"max_steps"` or `"epochs"` when the run's length is reached (max_steps, when set, is the only one)."""
+        t = self.cfg.train
+        if t.max_steps:
+            return "max_steps" if self.state.step >= t.max_steps else None
+        return "epochs" if self.state.epoch >= t.epochs or self.state.step >= self.total_steps else None
+
+    def _finish(self, result: dict[str, Any] | None, seconds: float, stopped_by: str) -> dict[str, Any]:
         t = self.cfg.train
         final = self.save_model("final")
         epochs = round(self.state.epoch + self.state.batch_in_epoch / max(len(self.train_loader), 1), 2)
@@ -327,7 +351,7 @@ class Trainer:
                    "epochs": epochs,
                    "steps": self.state.step, "seconds": round(seconds, 1), "metric": t.metric,
                    "best": self.state.best, "best_epoch": self.state.best_epoch, "final": result or {},
-                   "output_dir": str(self.output_dir)}
+                   "stopped_by": stopped_by, "output_dir": str(self.output_dir)}
         if self.is_main:
             write_json(self.output_dir / "metrics.json", summary)
             frames = sorted((self.output_dir / "panels").glob("epoch_*.png"))
@@ -340,10 +364,37 @@ class Trainer:
         best = (f"best validation {t.metric} {self.state.best:.4f} at epoch {self.state.best_epoch}"
                 if self.state.best is not None else "no validation split")
         where = self.output_dir / "best" if self.state.best is not None else final
+        reason = {"max_steps": f"max_steps={t.max_steps} reached", "epochs": f"epochs={t.epochs} done",
+                  "early_stopping": "early stopping"}[stopped_by]
         self.accelerator.print(
             f"Trained {self.cfg.model.name} on {self.cfg.data.dataset}: {epochs:g} epochs, "
-            f"{self.state.step} steps in {seconds:.0f} s; {best}; model saved to {where}")
+            f"{self.state.step} steps in {seconds:.0f} s (stopped by {reason}); {best}; model saved to {where}")
         return summary
+
+
+def _tracker(report_to: str | None) -> tuple[str | None, str | None]:
+    """The tracker accelerate can use for `train.report_to`, and a note to print when it cannot: tensorboard is an
+    optional dependency, and the run goes on without it."""
+    if report_to == "tensorboard" and not any(_importable(name) for name in ("tensorboard", "tensorboardX")):
+        return None, ('train.report_to: tensorboard, but tensorboard is not installed: training without a tracker '
+                      '(pip install "hfseg[tensorboard]" to log to <output_dir>/logs, or set train.report_to=null).')
+    return report_to, None
+
+
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a module set to None in sys.modules, or one without a spec
+        return False
+
+
+def _describe_threads(choice: ThreadChoice | None) -> str:
+    """`" with 2 CPU threads (2 cores / 1 process)"` for the "Training ..." line; empty on GPU."""
+    if choice is None:
+        return ""
+    why = ("the user's choice" if choice.source == "user"
+           else f"{choice.cores} cores / {choice.local_processes} process{'es' if choice.local_processes > 1 else ''}")
+    return f" with {choice.threads} CPU thread{'s' if choice.threads > 1 else ''} ({why})"
 
 
 def _flat_config(cfg: RecipeConfig) -> dict[str, Any]:

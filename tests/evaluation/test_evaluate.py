@@ -42,7 +42,7 @@ def demo_options(tmp_path_factory):
 def _train(output_dir: Path, options: dict, *extra: str) -> Path:
     from hfseg.training import load_config, train
 
-    train(load_config(ROOT / "recipes" / "configs" / "demo.yaml", [
+    train(load_config("demo", [
         f"train.output_dir={output_dir}", "train.epochs=1", "model.kwargs.base_channels=4", "data.size=[32,32]",
         f"data.options.cache_dir={options['cache_dir']}", f"data.options.size={options['size']}",
         "train.report_to=null", "train.panels=0", "data.max_train_samples=8", f"data.max_eval_samples={SAMPLES}",

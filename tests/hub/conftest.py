@@ -16,7 +16,7 @@ from hfseg.metrics import ClassificationMetrics
 from hfseg.training import load_config, train
 from hfseg.training.report import write_json
 
-DEMO_CONFIG = Path(__file__).parents[2] / "recipes" / "configs" / "demo.yaml"
+DEMO_CONFIG = "demo"
 TINY = ["model.kwargs.base_channels=4", "model.kwargs.depth=2", "data.size=[32, 32]", "data.max_train_samples=16",
         "data.max_eval_samples=8", "train.batch_size=8", "train.panels=2", "augment.hflip=0.0",
         "scheduler.warmup_steps=0", "train.epochs=2", "train.report_to=tensorboard"]

@@ -11,9 +11,9 @@ from hfseg.metrics import ClassificationMetrics
 from hfseg.training import load_config
 from hfseg.training.data import build_dataloaders, load_recipe_data
 from tests.data.fixtures.brain_tumor_mri import CLASSES, write_brain_tumor_mri
-from tests.recipes.test_train_recipe import ROOT, launch
+from tests.recipes.test_train_recipe import launch
 
-CONFIG = ROOT / "recipes" / "configs" / "brain_tumor_small_cnn.yaml"
+CONFIG = "brain_tumor_small_cnn"
 
 TINY = ["model.kwargs.hidden_sizes=[4,8]", "model.kwargs.convs_per_block=1", "data.size=[16,16]",
         "train.report_to=null"]

@@ -58,7 +58,10 @@ def test_cli_flags_overrides_and_errors(tmp_path, demo_cache):
     out = tmp_path / "run"
     result = launch("--output_dir", out, "--epochs", 1, "--batch_size", 16, "--lr", "0.002", "--max_steps", 2, *TINY,
                     f"data.options.cache_dir={demo_cache}", "train.panels=0")
-    assert "Trained attention-unet on demo: 0.33 epochs, 2 steps" in result.stdout + result.stderr
+    log = result.stdout + result.stderr
+    assert "Trained attention-unet on demo: 0.33 epochs, 2 steps" in log and "(stopped by max_steps=2 reached)" in log
+    if not torch.cuda.is_available():  # OMP_NUM_THREADS=1 exported by launch() is kept
+        assert "on cpu with 1 CPU thread (the user's choice)" in log
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["train"]["batch_size"] == 16 and saved["optim"]["lr"] == 0.002 and saved["model"]["kwargs"] == {
         "base_channels": 4, "depth": 2}
@@ -66,7 +69,8 @@ def test_cli_flags_overrides_and_errors(tmp_path, demo_cache):
                      f"data.options.cache_dir={demo_cache}", "train.panels=0", "--resume", "latest")
     log = resumed.stdout + resumed.stderr
     assert "Resumed from" in log and "step_0000002" in log and "4 steps" in log
-    assert json.loads((out / "metrics.json").read_text())["steps"] == 4
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["steps"] == 4 and summary["stopped_by"] == "max_steps"
     bad = launch("--output_dir", out, "optim.learnin_rate=1", check=False)
     assert bad.returncode != 0 and "Unknown config key optim.'learnin_rate'" in bad.stderr
 

@@ -1,5 +1,7 @@
 """Recipe config: YAML + dotted overrides, unknown keys listed, validation, saved config reloads identically."""
 
+from pathlib import Path
+
 import pytest
 
 from hfseg.training.config import RecipeConfig, load_config, parse_override
@@ -52,18 +54,30 @@ def test_saved_config_reloads_identically(tmp_path):
 
 
 def test_missing_file():
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="does not exist, and it is not a bundled config name; bundled: .*demo"):
         load_config("nowhere.yaml")
+    with pytest.raises(FileNotFoundError, match="does not exist"):  # the configs' old place names no bundled one
+        load_config("recipes/configs/demo.yaml")
+
+
+def test_config_is_a_bundled_name_or_a_path(tmp_path, monkeypatch):
+    from hfseg.training.config import CONFIGS_DIR, config_path
+
+    assert config_path("demo") == config_path("demo.yaml") == CONFIGS_DIR / "demo.yaml"
+    assert load_config("chaos_attention_unet").data.dataset == "chaos-mr-t2spir"
+    (tmp_path / "demo.yaml").write_text("train: {epochs: 3}\n")
+    monkeypatch.chdir(tmp_path)
+    assert config_path("demo.yaml") == Path("demo.yaml")  # an existing file wins over the bundled name
+    assert load_config("demo.yaml").train.epochs == 3 and load_config("demo").train.epochs == 20
 
 
 def test_every_study_config_loads_and_names_real_models_and_datasets():
-    from pathlib import Path
-
     import hfseg
     import hfseg.data
+    from hfseg.training.config import bundled_configs
 
-    configs = sorted((Path(__file__).parents[2] / "recipes" / "configs").glob("*.yaml"))
-    assert len(configs) >= 22
+    configs = bundled_configs()
+    assert len(configs) >= 22 and "demo" in configs and "chaos_attention_unet" in configs
     for path in configs:
         cfg = load_config(path)
         names = hfseg.available_classifiers() if cfg.task == "classification" else hfseg.available_models()

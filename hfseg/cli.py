@@ -1,0 +1,69 @@
+"""The `hfseg` command: `hfseg train ...`, `hfseg evaluate ...`, `hfseg models`.
+
+    hfseg train --config demo --max_steps 300 --output_dir runs/demo
+    hfseg evaluate --models runs/demo/best --dataset demo
+    hfseg models
+    accelerate launch --multi_gpu --num_processes 2 -m hfseg.cli train --config demo  # data-parallel
+
+`train` and `evaluate` are the recipes of `hfseg.training.cli` (the same flags as `recipes/train.py` and
+`recipes/evaluate.py`); `models` prints what `python -m hfseg` prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+
+def print_models() -> None:
+    """The version and the models `hfseg.create_model` builds."""
+    from . import __version__
+    from .models.presets import UNET_PRESETS
+    from .models.zoo import FAMILIES
+
+    print(f"hfseg {__version__}: create_model(name, num_labels=..., num_channels=..., pretrained=...)")
+    print("U-Net presets (hfseg_unet):")
+    for name, kwargs in UNET_PRESETS.items():
+        print(f"  {name:26s} {', '.join(f'{k}={v}' for k, v in kwargs.items())}")
+    print("transformers families (default pretrained checkpoint):")
+    for name, family in FAMILIES.items():
+        print(f"  {name:26s} {family.model_class.__name__} ({family.checkpoint})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .training import cli as recipes
+
+    parser = argparse.ArgumentParser(prog="hfseg", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", metavar="{train,evaluate,models}")
+    raw = argparse.RawDescriptionHelpFormatter
+    train = commands.add_parser("train", help="train a model (the recipe)", description=recipes.TRAIN_DESCRIPTION,
+                                epilog=recipes.TRAIN_EPILOG, formatter_class=raw)
+    recipes.add_train_arguments(train)
+    evaluate = commands.add_parser("evaluate", help="evaluate and compare trained models",
+                                   description=recipes.EVALUATE_DESCRIPTION, formatter_class=raw)
+    recipes.add_evaluate_arguments(evaluate)
+    commands.add_parser("models", help="list the models hfseg builds")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        from .training.cli import run_train
+
+        run_train(args)
+    elif args.command == "evaluate":
+        from .training.cli import run_evaluate
+
+        run_evaluate(args)
+    elif args.command == "models":
+        print_models()
+    else:
+        parser.print_help()
+        parser.exit(2)
+
+
+if __name__ == "__main__":  # accelerate launch -m hfseg.cli train ...
+    main()
