@@ -1,5 +1,6 @@
 """hfseg: a Hugging Face-integrated transfer-learning toolkit for medical image segmentation."""
 
+from . import threads as _threads  # noqa: F401  (records torch's thread count at import: see hfseg.threads)
 from ._registration import register as _register
 from .models import (
     FAMILIES,

@@ -13,8 +13,10 @@ was imported, is kept.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -44,12 +46,31 @@ class ThreadChoice:
     local_processes: int
 
 
-def available_cores() -> int:
-    """Cores this process may run on: its CPU affinity (taskset, cgroups cpusets), else `os.cpu_count()`."""
+def cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """CPUs allowed by a cgroup CPU quota (`docker --cpus`, Kubernetes limits, hosted Spaces), rounded up, or None
+    when there is no quota: cgroup v2 `cpu.max` ("200000 100000"), else v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`."""
     try:
-        return max(len(os.sched_getaffinity(0)), 1)
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
+        try:
+            quota = (root / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (root / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            return None
+    if quota in ("max", "-1") or not quota.lstrip("-").isdigit() or not period.isdigit() or int(period) <= 0:
+        return None
+    return max(math.ceil(int(quota) / int(period)), 1)
+
+
+def available_cores() -> int:
+    """Cores this process may run on: its CPU affinity (taskset, cgroup cpusets), else `os.cpu_count()`, capped by a
+    cgroup CPU quota (`cpu_quota`)."""
+    try:
+        cores = max(len(os.sched_getaffinity(0)), 1)
     except (AttributeError, OSError):  # not on Linux
-        return max(os.cpu_count() or 1, 1)
+        cores = max(os.cpu_count() or 1, 1)
+    quota = cpu_quota()
+    return min(cores, quota) if quota else cores
 
 
 def local_processes() -> int:

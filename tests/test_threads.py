@@ -28,8 +28,10 @@ spec = importlib.util.spec_from_file_location("hfseg_threads", {str(THREADS_PY)!
 threads = sys.modules["hfseg_threads"] = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(threads)
 choice = threads.configure_threads()
-print("CHOICE " + json.dumps({{"threads": torch.get_num_threads(), "source": choice.source, "cores": choice.cores,
-                               "local": choice.local_processes, "omp": os.environ.get("OMP_NUM_THREADS")}}))
+line = json.dumps({{"threads": torch.get_num_threads(), "source": choice.source, "cores": choice.cores,
+                   "local": choice.local_processes, "omp": os.environ.get("OMP_NUM_THREADS")}})
+sys.stdout.write("CHOICE " + line + "\\n")  # one write: two processes' lines do not interleave
+sys.stdout.flush()
 """
 
 
@@ -124,7 +126,7 @@ def _launch(tmp_path, *launcher_args, processes=1, omp=None, accelerate=True):
 def test_accelerate_launch_default_is_replaced_by_the_cores(tmp_path):
     (choice,) = _launch(tmp_path)
     assert choice["omp"] == "1"  # what accelerate launch put there
-    assert choice["source"] == "cores" and choice["threads"] == choice["cores"] == len(os.sched_getaffinity(0))
+    assert choice["source"] == "cores" and choice["threads"] == choice["cores"] == threads.available_cores()
 
 
 def test_accelerate_launch_keeps_an_exported_omp_num_threads(tmp_path):
@@ -139,7 +141,7 @@ def test_accelerate_launch_keeps_num_cpu_threads_per_process(tmp_path):
 
 def test_two_local_processes_share_the_cores(tmp_path):
     choices = _launch(tmp_path, processes=2)
-    cores = len(os.sched_getaffinity(0))
+    cores = threads.available_cores()
     for choice in choices:
         assert choice["local"] == 2 and choice["source"] == "cores" and choice["threads"] == max(cores // 2, 1)
 
@@ -147,3 +149,25 @@ def test_two_local_processes_share_the_cores(tmp_path):
 def test_without_accelerate_omp_num_threads_is_the_user_choice(tmp_path):
     (choice,) = _launch(tmp_path, omp="1", accelerate=False)
     assert (choice["source"], choice["threads"]) == ("user", 1)
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({"cpu.max": "150000 100000\n"}, 2),  # cgroup v2: 1.5 CPUs, rounded up
+    ({"cpu.max": "max 100000\n"}, None),  # no quota
+    ({"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3),  # cgroup v1
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ({}, None),
+])
+def test_cgroup_cpu_quota(tmp_path, files, expected):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert threads.cpu_quota(tmp_path) == expected
+
+
+def test_a_cpu_quota_caps_the_cores(monkeypatch):
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5, 6, 7})
+    monkeypatch.setattr(threads, "cpu_quota", lambda: 2)
+    assert threads.available_cores() == 2
+    monkeypatch.setattr(threads, "cpu_quota", lambda: None)
+    assert threads.available_cores() == 8
