@@ -7,7 +7,7 @@ config `demo`). Add `--num_processes N` to `accelerate launch` for data-parallel
 Examples:
     accelerate launch recipes/train.py --config chaos_attention_unet --data_dir data/CHAOS
     accelerate launch recipes/train.py --config brain_tumor_resnet18 --data_dir data/brain-tumor
-    accelerate launch recipes/train.py model.name=segformer-b0 optim.lr=3e-4 --epochs 5
+    accelerate launch recipes/train.py --epochs 5 model.name=segformer-b0 'model.kwargs={}' optim.lr=3e-4
     accelerate launch recipes/train.py --output_dir runs/demo --resume latest
 """
 

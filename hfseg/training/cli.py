@@ -26,7 +26,7 @@ saved with the run (`<output_dir>/config.yaml`). `--max_steps` bounds the run wh
 Examples:
     hfseg train --config chaos_attention_unet --data_dir data/CHAOS
     hfseg train --config brain_tumor_resnet18 --data_dir data/brain-tumor
-    hfseg train model.name=segformer-b0 optim.lr=3e-4 --epochs 5
+    hfseg train --epochs 5 model.name=segformer-b0 'model.kwargs={}' optim.lr=3e-4  # drop demo's U-Net fields
     hfseg train --output_dir runs/demo --resume latest
 """
 TRAIN_EPILOG = """\
