@@ -41,3 +41,21 @@ def tiny_batch():
     pixel_values = torch.randn(2, 1, 32, 32)
     labels = torch.randint(0, 3, (2, 32, 32))
     return pixel_values, labels
+
+
+@pytest.fixture
+def shipped_code_checkpoint(tmp_path):
+    """A folder whose config maps to code shipped with it (a class neither transformers nor hfseg has), and the file
+    that code creates when it runs: `(folder, marker)`."""
+    import json
+
+    folder, marker = tmp_path / "custom", tmp_path / "ran"
+    folder.mkdir()
+    (folder / "configuration_custom.py").write_text(f"open({str(marker)!r}, 'w').close()\n"
+                                                     "from transformers import PretrainedConfig\n"
+                                                     "class CustomConfig(PretrainedConfig):\n"
+                                                     "    model_type = 'hfseg_test_custom'\n")
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "hfseg_test_custom", "architectures": ["CustomForSemanticSegmentation"],
+        "auto_map": {"AutoConfig": "configuration_custom.CustomConfig"}}))
+    return folder, marker

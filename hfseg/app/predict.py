@@ -20,7 +20,7 @@ import torch
 from ..evaluation.inference import classify_logits, predict_mask
 from ..explain import explain as explain_image
 from ..explain import overlay_mask, to_display
-from ..training.report import PALETTE
+from ..viz import PALETTE
 from .areas import class_areas
 from .models import LoadedModel, ModelError, ModelPolicy, get_model
 from .uploads import Upload, UploadError, read_upload
@@ -192,7 +192,7 @@ def warm_up(model: str, policy: ModelPolicy | None = None) -> bool:
 
 # -- the UI's entry point ----------------------------------------------------------------------------------------
 def color_map(labels: Mapping[int, str]) -> dict[str, str]:
-    """Hex colour per class name, from `hfseg.training.report.PALETTE` (the overlay's colours)."""
+    """Hex colour per class name, from `hfseg.viz.PALETTE` (the overlay's colours)."""
     return {name: "#{:02x}{:02x}{:02x}".format(*PALETTE[k % len(PALETTE)]) for k, name in labels.items()}
 
 

@@ -15,6 +15,7 @@ foreground classes otherwise.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -22,15 +23,33 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
 from PIL import Image
-
-from ..training.report import write_json
 
 TP_COLOR = np.array([0, 255, 0], dtype=np.uint8)
 FP_COLOR = np.array([255, 0, 0], dtype=np.uint8)
 FN_COLOR = np.array([0, 0, 255], dtype=np.uint8)
 REDUCTIONS = ("image", "dataset")
 _LOWER_IS_BETTER = ("HD", "ASSD")
+
+
+# -- files -------------------------------------------------------------------------------------------------------
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """`data` as indented JSON; NaN/inf become null, tensors and numpy scalars plain numbers."""
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None  # JSON has no NaN; an undefined metric is null
+        if isinstance(value, Mapping):
+            return {str(k): clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        if isinstance(value, torch.Tensor):
+            return clean(value.tolist())
+        if isinstance(value, np.generic):
+            return clean(value.item())
+        return value
+
+    path.write_text(json.dumps(clean(dict(data)), indent=2))
 
 
 # -- tables ------------------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Overlays as RGB arrays: a class mask over the image with a legend, TP/FP/FN errors against ground truth, and a CAM
 (or attention) heatmap.
 
-Class colours are `hfseg.training.report.PALETTE` (the run panels' colours); the background class is left
+Class colours are `hfseg.viz.PALETTE` (the run panels' colours); the background class is left
 transparent. A legend is a white strip below the image with one swatch (the exact colour) and name per entry,
 wrapped to the image's width (widened for an entry longer than it). The image itself stays at rows `[:H]` and
 columns `[:W]` of the result, pixel for pixel.
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
-from ..training.report import PALETTE
+from ..viz import PALETTE
 from .display import to_display
 
 # Error colours: true positive green, false positive red, false negative blue, a foreground pixel given another

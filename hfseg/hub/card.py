@@ -19,7 +19,7 @@ import yaml
 from huggingface_hub import ModelCard, ModelCardData
 
 from .. import __version__
-from ..training.report import PALETTE
+from ..viz import PALETTE
 from . import results as M
 from .run import TrainingRun, redact_paths
 

@@ -4,8 +4,6 @@ matrices for classification) and their GIF."""
 from __future__ import annotations
 
 import csv
-import json
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,14 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-# Distinct colours for up to 10 classes (background black); more classes cycle.
-PALETTE = np.array([[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
-                    [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60]], dtype=np.uint8)
-
-
-def colorize(label: np.ndarray) -> np.ndarray:
-    """(H, W) class indices -> (H, W, 3) uint8 colours."""
-    return PALETTE[np.asarray(label) % len(PALETTE)]
+from ..viz import colorize
 
 
 def write_history(path: Path, history: Sequence[Mapping[str, Any]]) -> None:
@@ -33,23 +24,6 @@ def write_history(path: Path, history: Sequence[Mapping[str, Any]]) -> None:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(history)
-
-
-def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    def clean(value: Any) -> Any:
-        if isinstance(value, float) and not math.isfinite(value):
-            return None  # JSON has no NaN; an undefined metric is null
-        if isinstance(value, Mapping):
-            return {str(k): clean(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [clean(v) for v in value]
-        if isinstance(value, torch.Tensor):
-            return clean(value.tolist())
-        if isinstance(value, np.generic):
-            return clean(value.item())
-        return value
-
-    path.write_text(json.dumps(clean(dict(data)), indent=2))
 
 
 def plot_curves(path: Path, history: Sequence[Mapping[str, Any]], metric: str) -> None:

@@ -37,7 +37,8 @@ from ..threads import ThreadChoice, configure_threads
 from .config import RecipeConfig
 from .data import build_dataloaders, load_recipe_data
 from .optim import build_optimizer, build_scheduler
-from .report import plot_curves, write_gif, write_history, write_json
+from ..evaluation.report import write_json
+from .report import plot_curves, write_gif, write_history
 from .tasks import make_task
 
 

@@ -77,18 +77,9 @@ def test_names_off_the_list_are_refused_before_loading(gated_model, tmp_path, mo
     ModelPolicy(models=(), allow_any=True).check("someone/model")
 
 
-def test_remote_code_is_not_run_unless_the_operator_allows_it(tmp_path):
+def test_remote_code_is_not_run_unless_the_operator_allows_it(shipped_code_checkpoint):
     """A folder whose config maps to code shipped with it: refused with a message, and the code never runs."""
-    folder = tmp_path / "custom"
-    folder.mkdir()
-    marker = tmp_path / "ran"
-    (folder / "configuration_custom.py").write_text(f"open({str(marker)!r}, 'w').close()\n"
-                                                     "from transformers import PretrainedConfig\n"
-                                                     "class CustomConfig(PretrainedConfig):\n"
-                                                     "    model_type = 'hfseg_test_custom'\n")
-    (folder / "config.json").write_text(json.dumps({
-        "model_type": "hfseg_test_custom", "architectures": ["CustomForSemanticSegmentation"],
-        "auto_map": {"AutoConfig": "configuration_custom.CustomConfig"}}))
+    folder, marker = shipped_code_checkpoint
     for policy in (None, ModelPolicy(models=(str(folder),))):
         with pytest.raises(ModelError, match=f"trust_remote_code.*{REMOTE_CODE_ENV}=1"):
             get_model(str(folder), policy)

@@ -11,7 +11,7 @@ from hfseg.app.models import ModelPolicy
 from hfseg.app.predict import AUTO_CLASS, analyze, color_map, match_channels, segment, to_grey
 from hfseg.app.uploads import Upload, UploadError, read_upload
 from hfseg.evaluation.inference import classify_logits, load_model, predict_mask
-from hfseg.training.report import PALETTE
+from hfseg.viz import PALETTE
 
 from .conftest import EXAMPLES, ID2LABEL
 from .test_uploads import _bad_files, write_dicom, write_nifti

@@ -102,6 +102,9 @@ def test_bundled_model_files():
     metrics = json.loads((SPACE_MODEL / "metrics.json").read_text())
     assert metrics["mean_foreground_dice"] >= 0.8
     assert (SPACES / "make_model.py").is_file()
+    for code in SPACE_MODEL.glob("*.py"):  # the model code saved with the checkpoint is the package's, unchanged
+        source = ROOT / "hfseg" / "models" / "unet" / code.name
+        assert code.read_bytes() == source.read_bytes(), f"{code} is stale: copy {source} over it"
     tracked = subprocess.run(["git", "check-ignore", "--no-index", *sorted(str(SPACE_MODEL / n) for n in names)],
                              cwd=ROOT, capture_output=True, text=True)
     if tracked.returncode == 128:

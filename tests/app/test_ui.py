@@ -18,7 +18,7 @@ from hfseg.app.models import ModelPolicy
 from hfseg.app.predict import AUTO_CLASS, analyze
 from hfseg.app.ui import build_demo, describe_model, example_files, inspect_file, launch
 from hfseg.app.uploads import read_upload
-from hfseg.training.report import PALETTE
+from hfseg.viz import PALETTE
 
 from .conftest import EXAMPLES, ID2LABEL, SPACE_MODEL
 from .test_predict import reference_mask

@@ -188,19 +188,9 @@ def test_transformers_processor_is_converted():
     assert as_unet_processor(_processor(32)) is not None
 
 
-def test_load_model_runs_shipped_code_only_when_asked(tmp_path):
+def test_load_model_runs_shipped_code_only_when_asked(shipped_code_checkpoint):
     """A checkpoint whose config maps to code shipped with it: an error without a prompt, unless trusted."""
-    import json
-
-    folder, marker = tmp_path / "custom", tmp_path / "ran"
-    folder.mkdir()
-    (folder / "configuration_custom.py").write_text(f"open({str(marker)!r}, 'w').close()\n"
-                                                     "from transformers import PretrainedConfig\n"
-                                                     "class CustomConfig(PretrainedConfig):\n"
-                                                     "    model_type = 'hfseg_test_custom'\n")
-    (folder / "config.json").write_text(json.dumps({
-        "model_type": "hfseg_test_custom", "architectures": ["CustomForSemanticSegmentation"],
-        "auto_map": {"AutoConfig": "configuration_custom.CustomConfig"}}))
+    folder, marker = shipped_code_checkpoint
     with pytest.raises(ValueError, match="trust_remote_code"):
         load_model(folder)
     assert not marker.exists()

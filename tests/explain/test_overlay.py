@@ -7,7 +7,7 @@ import torch
 
 from hfseg.explain import overlay_errors, overlay_heatmap, overlay_mask
 from hfseg.explain.overlay import ERROR_COLORS, error_masks, legend_strip
-from hfseg.training.report import PALETTE
+from hfseg.viz import PALETTE
 
 GREY = 100
 

@@ -14,7 +14,7 @@ import hfseg
 from hfseg.hub import build_hub_folder
 from hfseg.metrics import ClassificationMetrics
 from hfseg.training import load_config, train
-from hfseg.training.report import write_json
+from hfseg.evaluation.report import write_json
 
 DEMO_CONFIG = "demo"
 TINY = ["model.kwargs.base_channels=4", "model.kwargs.depth=2", "data.size=[32, 32]", "data.max_train_samples=16",

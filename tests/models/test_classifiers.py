@@ -216,3 +216,16 @@ def test_small_cnn_loads_as_remote_code_without_hfseg(tmp_path):
     assert "transformers_modules" in result.stdout
     with torch.no_grad():
         torch.testing.assert_close(torch.load(tmp_path / "out.pt"), model(pixel_values=x).logits, rtol=0, atol=0)
+
+
+def test_config_field_checks_are_the_unet_config_files_own():
+    """configuration_small_cnn.py repeats the field checks of configuration_unet.py (each file is copied alone next
+    to a checkpoint for remote code): the copies must not drift apart."""
+    import inspect
+
+    from hfseg.models.classifiers import configuration_small_cnn as small_cnn
+    from hfseg.models.unet import configuration_unet as unet
+
+    assert small_cnn.LEGACY_CONFIG_KEYS == unet.LEGACY_CONFIG_KEYS
+    for name in ("config_keywords", "check_config_fields"):
+        assert inspect.getsource(getattr(small_cnn, name)) == inspect.getsource(getattr(unet, name)), name
