@@ -84,7 +84,7 @@ def emphasize(image: Any, region: np.ndarray, mode: str = "dim", background: flo
 
 def _load(model: Any) -> tuple[torch.nn.Module, Any]:
     """A `(model, processor)` pair from a pair, or from a folder / Hub id through `load_model`."""
-    from .evaluation.inference import load_model
+    from .inference import load_model
 
     if isinstance(model, (str, os.PathLike)):
         return load_model(model)
@@ -115,7 +115,7 @@ class SegmenterEmphasis:
 
     def __init__(self, segmenter: str | os.PathLike, mode: str = "dim", background: float = 0.3,
                  classes: Sequence[int | str] | None = None, margin: int = 8, device: str = "cpu") -> None:
-        from .evaluation.inference import is_classifier
+        from .inference import is_classifier
 
         emphasize(np.zeros((1, 1)), np.ones((1, 1), dtype=bool), mode=mode, background=background)  # validate
         self.segmenter, self.mode, self.background, self.margin, self.device = (
@@ -128,7 +128,7 @@ class SegmenterEmphasis:
 
     def _pair(self) -> tuple[torch.nn.Module, Any]:
         if getattr(self, "_loaded", None) is None:
-            from .evaluation.inference import load_model
+            from .inference import load_model
 
             self._loaded = load_model(self.segmenter, device=self.device)
         return self._loaded
@@ -137,7 +137,7 @@ class SegmenterEmphasis:
         return {**self.__dict__, "_loaded": None}
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        from .evaluation.inference import predict_mask
+        from .inference import predict_mask
 
         model, processor = self._pair()
         mask = predict_mask(model, processor, image).numpy()
@@ -206,7 +206,7 @@ def segment_then_classify(
         method (`str`, *optional*): the CAM method (`hfseg.explain.CAM_METHODS`).
         output_dir (*optional*): where to `save` the result.
     """
-    from .evaluation.inference import classify_logits, predict_mask
+    from .inference import classify_logits, predict_mask
     from .metrics.classification import probabilities
 
     seg_model, seg_processor = _load(segmenter)

@@ -7,7 +7,7 @@ from PIL import Image
 from transformers import TimmWrapperConfig, TimmWrapperForImageClassification
 
 import hfseg
-from hfseg.evaluation.inference import classify_logits, load_model, predict_mask
+from hfseg.inference import classify_logits, load_model, predict_mask
 from hfseg.pipeline import emphasize, region_mask, segment_then_classify
 
 SEG_LABELS = {0: "background", 1: "epithelium", 2: "stroma"}

@@ -24,7 +24,7 @@ from typing import Any
 
 from torch import nn
 
-from ..evaluation.inference import is_classifier, load_model
+from ..inference import is_classifier, load_model
 
 MODEL_ENV = "HFSEG_MODEL"
 MODELS_ENV = "HFSEG_MODELS"
@@ -129,7 +129,7 @@ class LoadedModel:
 
     Args:
         name (`str`): the folder or Hub id it was loaded from.
-        model (`nn.Module`), processor: as `hfseg.evaluation.inference.load_model` gives them.
+        model (`nn.Module`), processor: as `hfseg.inference.load_model` gives them.
         num_channels (`int`): the image channels it takes.
         id2label (`dict[int, str]`): its classes (its logits' channels).
         classifier (`bool`): an image classifier rather than a segmentation model.

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..evaluation.inference import classify_logits, predict_mask
+from ..inference import classify_logits, predict_mask
 from ..explain import explain as explain_image
 from ..explain import overlay_mask, to_display
 from ..viz import PALETTE

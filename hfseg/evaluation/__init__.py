@@ -10,7 +10,7 @@ The command line is `recipes/evaluate.py`.
 """
 
 from .evaluate import evaluate_model, evaluate_models, load_split, resolve_regions
-from .inference import classify_logits, load_model, predict_logits, predict_mask
+from ..inference import classify_logits, load_model, predict_logits, predict_mask
 from .report import comparison_table, markdown_table, overlay, write_metrics, write_report
 
 __all__ = [

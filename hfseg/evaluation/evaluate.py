@@ -27,7 +27,7 @@ from ..data import load
 from ..data.brats import BRATS_REGIONS
 from ..metrics import ClassificationMetrics, SegmentationMetrics
 from ..models.outputs import predict
-from .inference import (
+from ..inference import (
     classify_logits,
     is_classifier,
     load_model,

@@ -1,7 +1,7 @@
 """Explain one prediction with one call: prediction, CAM, attention gates and their overlays, saved as PNGs.
 
 `explain(model, image)` runs at the image's native size: the prediction comes from
-`hfseg.evaluation.inference.predict_mask` (segmentation) or `classify_logits` (classification), with the same
+`hfseg.inference.predict_mask` (segmentation) or `classify_logits` (classification), with the same
 preprocessing as evaluation; the CAM and the attention-gate maps are computed on the image as the network sees it
 (normalized, resized to the processor's `size` when it resizes) and resized back bilinearly to the native size.
 """
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from ..evaluation.inference import (
+from ..inference import (
     as_unet_processor,
     classify_logits,
     is_classifier,
@@ -164,7 +164,7 @@ def explain(
 
     Args:
         model: a loaded model, or a `save_pretrained` folder / Hub id (loaded with
-            `hfseg.evaluation.inference.load_model`, which also gives the processor).
+            `hfseg.inference.load_model`, which also gives the processor).
         image: a PIL image, array or tensor at its native size (anything the processor takes).
         processor (*optional*): the image processor; defaults to the one saved with the model.
         target (`int` or `str`, *optional*): the class to explain, by id or name. Default: segmentation, the

@@ -10,7 +10,7 @@ from PIL import Image
 from hfseg.app.models import ModelPolicy
 from hfseg.app.predict import AUTO_CLASS, analyze, color_map, match_channels, segment, to_grey
 from hfseg.app.uploads import Upload, UploadError, read_upload
-from hfseg.evaluation.inference import classify_logits, load_model, predict_mask
+from hfseg.inference import classify_logits, load_model, predict_mask
 from hfseg.viz import PALETTE
 
 from .conftest import EXAMPLES, ID2LABEL

@@ -117,7 +117,7 @@ def test_bundled_model_segments_the_demo_validation_split():
     import numpy as np
 
     import hfseg.data
-    from hfseg.evaluation.inference import load_model, predict_mask
+    from hfseg.inference import load_model, predict_mask
 
     model, processor = load_model(SPACE_MODEL, device="cpu")
     dice = {k: [0, 0] for k in (1, 2, 3)}  # overlap x 2, sizes

@@ -18,7 +18,7 @@ import hfseg
 import hfseg.data
 from hfseg.data.features import classification_features
 from hfseg.evaluation import evaluate_model, evaluate_models, load_model, predict_mask, write_report
-from hfseg.evaluation.inference import classify_logits
+from hfseg.inference import classify_logits
 from hfseg.metrics import confusion_matrix, overlap_from_confusion
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 import hfseg
-from hfseg.evaluation.inference import load_model, normalize, predict_mask
+from hfseg.inference import load_model, normalize, predict_mask
 from hfseg.explain import (
     Explanation,
     attention_maps,

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import hfseg
-from hfseg.evaluation.inference import load_model, predict_logits
+from hfseg.inference import load_model, predict_logits
 from hfseg.models.fuse import fuse_conv_bn, fused_conv
 
 

@@ -11,7 +11,7 @@ from transformers import SegformerConfig, SegformerForSemanticSegmentation, Segf
 from transformers.modeling_outputs import SemanticSegmenterOutput
 
 import hfseg
-from hfseg.evaluation.inference import (
+from hfseg.inference import (
     as_unet_processor,
     importance_map,
     load_model,

@@ -1,0 +1,384 @@
+"""DICOM with pydicom: single files (one frame or multi-frame) and series folders, with patient geometry.
+
+- Pixel values go through the modality LUT (RescaleSlope / RescaleIntercept: Hounsfield units for CT), per frame
+  for enhanced multi-frame files; pixels equal to PixelPaddingValue (up to PixelPaddingRangeLimit) are set to the
+  smallest real value (background).
+- Compressed transfer syntaxes are decoded by pydicom's pixel handlers; JPEG, JPEG-LS and JPEG 2000 need the
+  `dicom` extra (`pip install "hfseg[dicom]"`), which the error names when a decoder is missing.
+- A series folder is grouped by SeriesInstanceUID (several series are refused, their UIDs listed: pick one with
+  `series=`), sorted by slice position along the slice normal (ImagePositionPatient projected on the cross product
+  of ImageOrientationPatient's cosines), never by file name, and checked for one size, orientation and spacing.
+- Geometry: DICOM patient coordinates (LPS) become a RAS+ affine (nibabel's convention). A volume is stored
+  (columns, rows, slices), as DICOM-to-NIfTI converters store it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import MedicalFileError
+from .image import MedicalImage
+
+DICOM_EXTENSIONS = (".dcm", ".dicom", ".ima")
+EXTRA_HINT = 'install the decoders with pip install "hfseg[dicom]" (pylibjpeg, openjpeg, jpeg-ls)'
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+_READ_ERRORS = (OSError, EOFError, ValueError, AttributeError, KeyError, TypeError, IndexError, OverflowError)
+
+
+def has_dicom_marker(path: str | Path) -> bool:
+    """Whether the file has the `DICM` marker at byte 128 (every DICOM Part 10 file does)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def is_dicom(path: str | Path) -> bool:
+    """A DICOM extension (.dcm, .dicom, .ima) or the `DICM` marker."""
+    return str(path).lower().endswith(DICOM_EXTENSIONS) or has_dicom_marker(path)
+
+
+def dcmread(path: str | Path, stop_before_pixels: bool = False):
+    """A DICOM file, or a bare data set without preamble and file meta (as some anonymizers write) that holds
+    pixel data; anything else raises pydicom's `InvalidDicomError`."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+    except InvalidDicomError:
+        ds = pydicom.dcmread(path, force=True, stop_before_pixels=stop_before_pixels)
+        if "Rows" not in ds or ("PixelData" not in ds and not stop_before_pixels):
+            raise
+    implicit, little = ds.original_encoding
+    ds.file_meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
+                                      ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+    return ds
+
+
+def open_dataset(path: Path, stop_before_pixels: bool = False):
+    """`dcmread` with every failure as a `MedicalFileError` naming the file."""
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return dcmread(path, stop_before_pixels)
+    except (InvalidDicomError, *_READ_ERRORS, RuntimeError, NotImplementedError) as err:
+        raise MedicalFileError(f"Cannot read {path}: corrupt or not a DICOM file ({type(err).__name__}: {err}). "
+                               "Replace it with the archive's file.") from err
+
+
+# -- pixel data --------------------------------------------------------------------------------------------------
+def decode(ds: Any, path: Path, max_pixels: int | None = None) -> np.ndarray:
+    """`ds.pixel_array` (stored values, native byte order), or a `MedicalFileError` naming the file and the fix."""
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        kind = ds.get("Modality", "") or ds.get("SOPClassUID", "")
+        raise MedicalFileError(f"{path} holds no image (no pixel data{f'; it is a {kind} object' if kind else ''}): "
+                               "pass an image DICOM (CT, MR, ...) or a series folder.")
+    try:
+        rows, cols = int(ds.get("Rows")), int(ds.get("Columns"))
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError) as err:
+        raise MedicalFileError(f"{path}: Rows, Columns or NumberOfFrames is not a number ({err}); the file is "
+                               "corrupt.") from err
+    if max_pixels is not None and rows * cols * frames > max_pixels:
+        raise MedicalFileError(f"{path} declares {frames} frame(s) of {rows} x {cols} pixels, over the limit of "
+                               f"{max_pixels} pixels: pass a smaller image.")
+    try:
+        pixels = ds.pixel_array
+    except Exception as err:  # pydicom raises many types for broken or unsupported pixel data
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        text = str(err)
+        if syntax is not None and getattr(syntax, "is_compressed", False) and (
+                "missing dependencies" in text or "no plugins" in text.lower() or "no pixel data handler" in text.lower()):
+            raise MedicalFileError(f"{path} is compressed ({syntax.name}) and no installed decoder handles it: "
+                                   f"{EXTRA_HINT}.") from err
+        raise MedicalFileError(f"Cannot decode the pixel data of {path} ({type(err).__name__}: {err}): the file is "
+                               "truncated or corrupt, or its transfer syntax is unsupported.") from err
+    pixels = np.asarray(pixels)
+    return pixels.astype(pixels.dtype.newbyteorder("=")) if not pixels.dtype.isnative else pixels
+
+
+def _item(ds: Any, keyword: str, sequence: str, frame: int | None) -> Any:
+    """A value from the data set, else from the enhanced multi-frame functional groups (per-frame, then shared)."""
+    if keyword in ds:
+        return ds.get(keyword)
+    groups = []
+    if frame is not None and "PerFrameFunctionalGroupsSequence" in ds and frame < len(ds.PerFrameFunctionalGroupsSequence):
+        groups.append(ds.PerFrameFunctionalGroupsSequence[frame])
+    if "SharedFunctionalGroupsSequence" in ds and len(ds.SharedFunctionalGroupsSequence):
+        groups.append(ds.SharedFunctionalGroupsSequence[0])
+    for group in groups:
+        if sequence in group and len(group.get(sequence)) and keyword in group.get(sequence)[0]:
+            return group.get(sequence)[0].get(keyword)
+    return None
+
+
+def _rescale(pixels: np.ndarray, ds: Any, frame: int | None) -> np.ndarray:
+    """The modality LUT of one frame (top-level attributes, or the frame's PixelValueTransformationSequence)."""
+    from pydicom import Dataset
+    from pydicom.pixels import apply_modality_lut
+
+    if "RescaleSlope" in ds or "ModalityLUTSequence" in ds:
+        return np.asarray(apply_modality_lut(pixels, ds), dtype=np.float32)
+    slope = _item(ds, "RescaleSlope", "PixelValueTransformationSequence", frame)
+    intercept = _item(ds, "RescaleIntercept", "PixelValueTransformationSequence", frame)
+    if slope is None and intercept is None:
+        return pixels.astype(np.float32)
+    lut = Dataset()
+    lut.RescaleSlope = slope if slope is not None else 1
+    lut.RescaleIntercept = intercept if intercept is not None else 0
+    return np.asarray(apply_modality_lut(pixels, lut), dtype=np.float32)
+
+
+def _padding(stored: np.ndarray, ds: Any) -> np.ndarray | None:
+    """Where the stored values are PixelPaddingValue (to PixelPaddingRangeLimit), or None without padding."""
+    if "PixelPaddingValue" not in ds:
+        return None
+    try:
+        value = int(ds.PixelPaddingValue)
+        limit = int(ds.PixelPaddingRangeLimit) if "PixelPaddingRangeLimit" in ds else value
+    except (TypeError, ValueError):
+        return None
+    low, high = min(value, limit), max(value, limit)
+    where = (stored >= low) & (stored <= high)
+    return where if where.any() else None
+
+
+def _to_values(stored: np.ndarray, ds: Any, frame: int | None) -> np.ndarray:
+    """float32 values of one frame: modality LUT, then padding set to the smallest real value."""
+    padded = _padding(stored, ds)
+    values = _rescale(stored, ds, frame)
+    if padded is not None:
+        real = values[~padded]
+        values[padded] = real.min() if real.size else 0.0
+    return values
+
+
+# -- geometry ----------------------------------------------------------------------------------------------------
+def _floats(value: Any, count: int) -> np.ndarray | None:
+    try:
+        out = np.asarray([float(v) for v in value], dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return out if out.shape == (count,) and np.isfinite(out).all() else None
+
+
+def _geometry(ds: Any, frame: int | None) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
+    """(ImageOrientationPatient (6,), ImagePositionPatient (3,), PixelSpacing (row, column)) of one frame; the
+    first two None when the file does not say, the spacing 1 mm when it does not."""
+    iop = _floats(_item(ds, "ImageOrientationPatient", "PlaneOrientationSequence", frame) or [], 6)
+    ipp = _floats(_item(ds, "ImagePositionPatient", "PlanePositionSequence", frame) or [], 3)
+    spacing = _floats(_item(ds, "PixelSpacing", "PixelMeasuresSequence", frame) or
+                      ds.get("ImagerPixelSpacing") or [], 2)
+    if iop is not None and (np.linalg.norm(iop[:3]) < 0.5 or np.linalg.norm(iop[3:]) < 0.5):
+        iop = None
+    return iop, ipp, spacing if spacing is not None and (spacing > 0).all() else np.ones(2)
+
+
+def _thickness(ds: Any, frame: int | None) -> float:
+    for keyword in ("SpacingBetweenSlices", "SliceThickness"):
+        value = _item(ds, keyword, "PixelMeasuresSequence", frame)
+        try:
+            if value is not None and float(value) > 0:
+                return float(value)
+        except (TypeError, ValueError):
+            pass
+    return 1.0
+
+
+def _normal(iop: np.ndarray) -> np.ndarray:
+    normal = np.cross(iop[:3], iop[3:])
+    return normal / (np.linalg.norm(normal) or 1.0)
+
+
+def volume_affine(iop: np.ndarray | None, first: np.ndarray | None, step: np.ndarray | None,
+                  spacing: np.ndarray, thickness: float) -> np.ndarray:
+    """The RAS+ affine of a (columns, rows, slices) volume: column index along the row cosine x column spacing,
+    row index along the column cosine x row spacing, slice index along `step` (or the normal x thickness)."""
+    iop = iop if iop is not None else np.array([1.0, 0, 0, 0, 1, 0])
+    affine = np.eye(4)
+    affine[:3, 0] = iop[:3] * spacing[1]
+    affine[:3, 1] = iop[3:] * spacing[0]
+    affine[:3, 2] = step if step is not None and np.linalg.norm(step) > 1e-6 else _normal(iop) * thickness
+    affine[:3, 3] = first if first is not None else 0.0
+    return _LPS_TO_RAS @ affine
+
+
+def _strip(ds: Any) -> Any:
+    """The data set without its pixel data (kept for writing results back, not for its pixels)."""
+    for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
+        if keyword in ds:
+            del ds[keyword]
+    if hasattr(ds, "_pixel_array"):
+        ds._pixel_array = None
+    return ds
+
+
+def _meta(datasets: Sequence[Any], ds: Any) -> dict[str, Any]:
+    return {"datasets": list(datasets), "series_uid": str(ds.get("SeriesInstanceUID", "")) or None,
+            "frame_of_reference_uid": str(ds.get("FrameOfReferenceUID", "")) or None,
+            "geometry": "ImageOrientationPatient" in ds or "SharedFunctionalGroupsSequence" in ds}
+
+
+def _modality(ds: Any) -> str | None:
+    return str(ds.get("Modality", "")).strip() or None
+
+
+# -- files -------------------------------------------------------------------------------------------------------
+def read_dicom_file(path: str | Path, dtype: str = "float32", max_pixels: int | None = None) -> MedicalImage:
+    """One DICOM file: a single frame as a 2D image (rows, columns) as stored and shown by viewers, with its
+    affine for (row, column, 0); a multi-frame file as a (columns, rows, frames) volume sorted by frame position
+    when the frames carry positions (enhanced CT/MR), else in stored order."""
+    path = Path(path)
+    ds = open_dataset(path)
+    stored = decode(ds, path, max_pixels)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    modality = _modality(ds)
+    if frames == 1:
+        values = stored if dtype == "stored" or samples > 1 else _to_values(stored, ds, 0)
+        if dtype == "float32":
+            values = values.astype(np.float32)
+        iop, ipp, spacing = _geometry(ds, 0)
+        affine = volume_affine(iop, ipp, None, spacing, _thickness(ds, 0))[:, [1, 0, 2, 3]]  # (row, column, 0)
+        return MedicalImage(np.ascontiguousarray(values), path, "dicom", spacing=(float(spacing[0]), float(spacing[1])),
+                            affine=affine, modality=modality, meta=_meta([_strip(ds)], ds))
+    if samples > 1:
+        raise MedicalFileError(f"{path} is a multi-frame colour DICOM ({frames} frames): hfseg reads grey volumes; "
+                               "export the frames as pictures.")
+    stored = stored.reshape(frames, *stored.shape[-2:])
+    positions = [_geometry(ds, f) for f in range(frames)]
+    iop = positions[0][0]
+    order = list(range(frames))
+    step = None
+    if iop is not None and all(p[1] is not None for p in positions):
+        normal = _normal(iop)
+        along = np.array([p[1] @ normal for p in positions])
+        order = list(np.argsort(along, kind="stable"))
+        if frames > 1 and len(np.unique(np.round(along, 4))) == frames:
+            step = (positions[order[-1]][1] - positions[order[0]][1]) / (frames - 1)
+    slices = [stored[f] if dtype == "stored" else _to_values(stored[f], ds, f) for f in order]
+    volume = np.stack(slices, axis=-1).transpose(1, 0, 2)
+    first = positions[order[0]][1]
+    spacing = positions[0][2]
+    affine = volume_affine(iop, first, step, spacing, _thickness(ds, 0))
+    zooms = (float(spacing[1]), float(spacing[0]), float(np.linalg.norm(affine[:3, 2])))
+    meta = _meta([_strip(ds)], ds) | {"frame_order": order}
+    return MedicalImage(np.ascontiguousarray(volume), path, "dicom", spacing=zooms, affine=affine,
+                        modality=modality, meta=meta)
+
+
+# -- series ------------------------------------------------------------------------------------------------------
+def series_files(folder: Path) -> list[Path]:
+    """The files of a folder tree that can be DICOM (hidden files and DICOMDIR left out), sorted by path."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
+                  and p.name.upper() != "DICOMDIR" and (is_dicom(p) or not p.suffix))
+
+
+def _describe(uid: str, headers: Sequence[tuple[Path, Any]]) -> str:
+    ds = headers[0][1]
+    what = " ".join(str(ds.get(k, "")).strip() for k in ("Modality", "SeriesDescription") if ds.get(k))
+    return f"{uid} ({len(headers)} file(s){', ' + what if what else ''}, e.g. {headers[0][0].name})"
+
+
+def read_dicom_series(folder: str | Path, series: str | None = None, dtype: str = "float32",
+                      max_pixels: int | None = None) -> MedicalImage:
+    """A folder holding one DICOM series as a (columns, rows, slices) volume sorted by slice position.
+
+    Args:
+        folder: the series folder (searched recursively).
+        series (`str`, *optional*): the SeriesInstanceUID to read when the folder holds several.
+        dtype (`str`, *optional*): `"float32"` (modality LUT applied) or `"stored"`.
+        max_pixels (`int`, *optional*): refuse series declaring more voxels than this, before decoding.
+    """
+    folder = Path(folder)
+    files = series_files(folder)
+    headers: dict[str, list[tuple[Path, Any]]] = {}
+    for path in files:
+        try:
+            ds = dcmread(path, stop_before_pixels=True)
+        except Exception:  # noqa: BLE001  (anything that is not DICOM is left out; DICOMs must parse, see below)
+            if is_dicom(path):
+                open_dataset(path, stop_before_pixels=True)  # raises the file's error
+            continue
+        if "Rows" not in ds:
+            continue  # presentation states, structured reports, ...: not slices
+        headers.setdefault(str(ds.get("SeriesInstanceUID", "unknown")), []).append((path, ds))
+    if not headers:
+        raise MedicalFileError(f"{folder} holds no DICOM images: pass a folder with one series' .dcm files.")
+    if series is not None:
+        if series not in headers:
+            raise MedicalFileError(f"{folder} has no series {series}; it holds "
+                                   f"{'; '.join(_describe(u, h) for u, h in headers.items())}.")
+        headers = {series: headers[series]}
+    if len(headers) > 1:
+        listed = "; ".join(_describe(u, h) for u, h in sorted(headers.items()))
+        raise MedicalFileError(f"{folder} mixes {len(headers)} DICOM series: {listed}. Put each series in its own "
+                               "folder or choose one with series=UID (hfseg predict --series UID).")
+    (uid, members), = headers.items()
+    if len(members) == 1:
+        return read_dicom_file(members[0][0], dtype, max_pixels)
+    first = members[0][1]
+    rows, cols = int(first.Rows), int(first.Columns)
+    if max_pixels is not None and rows * cols * len(members) > max_pixels:
+        raise MedicalFileError(f"{folder} declares {len(members)} slices of {rows} x {cols} pixels, over the limit "
+                               f"of {max_pixels}: pass a smaller series.")
+    geometry = [_geometry(ds, None) for _, ds in members]
+    iop = geometry[0][0]
+    for (path, ds), (o, _, s) in zip(members, geometry):
+        if (int(ds.Rows), int(ds.Columns)) != (rows, cols):
+            raise MedicalFileError(f"{path} is {ds.Rows} x {ds.Columns} but {members[0][0]} is {rows} x {cols}: "
+                                   "a series' slices must share one size (remove the odd file or split the series).")
+        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+            raise MedicalFileError(f"{path} is a multi-frame file inside a series of {len(members)} files: read it on "
+                                   "its own.")
+        if (o is None) != (iop is None) or (iop is not None and not np.allclose(o, iop, atol=1e-4)):
+            raise MedicalFileError(f"{path} has ImageOrientationPatient {None if o is None else o.round(4).tolist()} "
+                                   f"but {members[0][0]} has {None if iop is None else iop.round(4).tolist()}: the "
+                                   "series mixes orientations (e.g. a localizer); remove the odd slices.")
+    if iop is not None and all(g[1] is not None for g in geometry):
+        along = np.array([g[1] @ _normal(iop) for g in geometry])
+        order = list(np.argsort(along, kind="stable"))
+        gaps = np.diff(along[order])
+        if (np.abs(gaps) < 1e-4).any():
+            same = [members[order[i]][0].name for i in np.flatnonzero(np.abs(gaps) < 1e-4)[:3]]
+            raise MedicalFileError(f"{folder}: several slices share one position (e.g. {', '.join(same)}): the series "
+                                   "holds more than one volume (echoes, time points or duplicates); split it by "
+                                   "EchoNumbers / TemporalPositionIdentifier or remove the duplicates.")
+        if gaps.size > 1 and (gaps.max() - gaps.min()) > 0.01 * max(gaps.mean(), 1e-6) + 1e-3:
+            warnings.warn(f"{folder}: slice spacing varies from {gaps.min():.3f} to {gaps.max():.3f} mm (missing or "
+                          "irregular slices); the volume uses the mean spacing.", stacklevel=2)
+        step = (geometry[order[-1]][1] - geometry[order[0]][1]) / (len(order) - 1)
+        first_position = geometry[order[0]][1]
+    else:
+        warnings.warn(f"{folder}: slices without ImagePositionPatient/ImageOrientationPatient are ordered by "
+                      "InstanceNumber; the volume's geometry is approximate.", stacklevel=2)
+        numbers = [int(ds.get("InstanceNumber", i) or i) for i, (_, ds) in enumerate(members)]
+        order = list(np.argsort(numbers, kind="stable"))
+        step, first_position = None, None
+    slices, datasets = [], []
+    for index in order:
+        path = members[index][0]
+        ds = open_dataset(path)
+        stored = decode(ds, path)
+        if stored.shape != (rows, cols):
+            raise MedicalFileError(f"{path} holds pixel data of shape {stored.shape}, not one grey {rows} x {cols} "
+                                   "frame: remove it from the series.")
+        slices.append(stored if dtype == "stored" else _to_values(stored, ds, None))
+        datasets.append(_strip(ds))
+    volume = np.stack(slices, axis=-1).transpose(1, 0, 2)
+    if dtype == "float32":
+        volume = volume.astype(np.float32)
+    spacing = geometry[0][2]
+    affine = volume_affine(iop, first_position, step, spacing, _thickness(first, None))
+    zooms = (float(spacing[1]), float(spacing[0]), float(np.linalg.norm(affine[:3, 2])))
+    return MedicalImage(np.ascontiguousarray(volume), folder, "dicom", spacing=zooms, affine=affine,
+                        modality=_modality(first), meta=_meta(datasets, first))

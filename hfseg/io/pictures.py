@@ -1,0 +1,53 @@
+"""Pictures: PNG, JPEG, TIFF and BMP, 8 or 16 bit, grey or colour, read with Pillow."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import MedicalFileError
+from .image import MedicalImage
+
+PICTURE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+# Modes without a direct array form: palette and 1-bit images become RGB(A) or grey, as viewers show them.
+_CONVERT = {"P": "RGB", "PA": "RGBA", "1": "L", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB", "LA": "LA"}
+_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+
+def read_picture_array(path: str | Path, convert: bool = False, max_pixels: int | None = None) -> np.ndarray:
+    """The pixels of a picture as stored: (H, W) grey or (H, W, C), uint8/uint16/int32/float32 in native byte
+    order (a palette image gives its indices, as label masks need). With `convert`, palette, 1-bit, CMYK and other
+    colour spaces become RGB(A) or grey, as viewers show them. `max_pixels` refuses larger images before decoding.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as image, warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            width, height = image.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise MedicalFileError(f"{path} is {width} x {height} pixels, over the limit of {max_pixels} pixels: "
+                                       "downscale or crop it first.")
+            if convert and image.mode in _CONVERT and image.mode != "LA":
+                image = image.convert("RGBA" if image.mode == "P" and "transparency" in image.info else
+                                      _CONVERT[image.mode])
+            array = np.asarray(image)
+    except MedicalFileError:
+        raise
+    except (*_ERRORS, Image.DecompressionBombWarning) as err:
+        raise MedicalFileError(f"Cannot read {path}: corrupt, truncated or not an image ({type(err).__name__}: {err})."
+                               " Replace it with a valid PNG, JPEG or TIFF.") from err
+    if array.ndim not in (2, 3) or min(array.shape[:2]) < 1:
+        raise MedicalFileError(f"{path} has pixel array shape {array.shape}: expected one 2D image (a multi-page "
+                               "TIFF's first page is read; save other pages separately).")
+    return array.astype(array.dtype.newbyteorder("=")) if not array.dtype.isnative else array
+
+
+def read_picture(path: str | Path, dtype: str = "float32", max_pixels: int | None = None) -> MedicalImage:
+    """A picture as a `MedicalImage` (no spacing or affine: pictures carry no geometry hfseg trusts)."""
+    array = read_picture_array(path, convert=True, max_pixels=max_pixels)
+    if dtype != "stored":
+        array = array.astype(np.float32)
+    return MedicalImage(array, Path(path), "picture")
