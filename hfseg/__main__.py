@@ -1,12 +1,6 @@
-"""`python -m hfseg`: print the version and the models `hfseg.create_model` builds (`hfseg models`); with
-arguments, the `hfseg` command (`python -m hfseg train ...`)."""
+"""`python -m hfseg ...` is the `hfseg` command (`python -m hfseg models`, `python -m hfseg predict ...`)."""
 
-import sys
-
-from .cli import main, print_models
+from .cli import main
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1:
-        main()
-    else:
-        print_models()
+    main()

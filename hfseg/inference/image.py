@@ -213,6 +213,56 @@ def predict_logits(
     return probabilities_to_logits(scores) if tta_flip else scores
 
 
+@torch.inference_mode()
+def predict_logits_batch(
+    model: nn.Module,
+    processor: Any,
+    images: Sequence[Any],
+    size: int | Sequence[int] | None = None,
+    tta_flip: bool = False,
+    sliding_window: Literal["auto"] | Sequence[int] | None = None,
+    overlap: float = 0.5,
+    batch_size: int = 4,
+    weighting: Literal["gaussian", "constant"] = "gaussian",
+    input_data_format: str | None = None,
+) -> list[torch.Tensor]:
+    """`predict_logits` of each image, with images of one native size run through the network together.
+
+    Each image is normalized on its own (as the processor does in training), so results equal `predict_logits`
+    image by image up to floating-point batching effects; `batch_size` images go through per forward pass. With a
+    sliding window each image is tiled on its own (its windows batched). Returns (K, H_i, W_i) logits in input
+    order.
+    """
+    if sliding_window is not None and sliding_window is not False:
+        return [predict_logits(model, processor, image, size=size, tta_flip=tta_flip, sliding_window=sliding_window,
+                               overlap=overlap, batch_size=batch_size, weighting=weighting,
+                               input_data_format=input_data_format) for image in images]
+    device = _device_dtype(model)[0]
+    size = _pair(size, "size") if size is not None else None
+    network = size or processor_size(processor)
+    out: list[torch.Tensor | None] = [None] * len(images)
+    pending: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
+
+    def run(group: list[tuple[int, torch.Tensor]]) -> None:
+        x = torch.cat([t for _, t in group]).to(device)
+        native = tuple(x.shape[-2:])
+        if network is not None and network != native:
+            x = F.interpolate(x, size=network, mode="bilinear", antialias=True, align_corners=False)
+        scores = _scores(model, x, tta_flip, native).float().cpu()
+        for (index, _), score in zip(group, scores):
+            out[index] = probabilities_to_logits(score) if tta_flip else score
+
+    for index, image in enumerate(images):
+        x = normalize(processor, image, input_data_format)
+        group = pending.setdefault(tuple(x.shape[1:]), [])
+        group.append((index, x))
+        if len(group) >= batch_size:
+            run(pending.pop(tuple(x.shape[1:])))
+    for group in pending.values():
+        run(group)
+    return out  # type: ignore[return-value]
+
+
 def predict_mask(model: nn.Module, processor: Any, image: Any, **kwargs: Any) -> torch.Tensor:
     """(H, W) int64 class indices at native resolution: `predict_logits` then argmax (binary: logit > 0)."""
     return predict(predict_logits(model, processor, image, **kwargs)[None])[0]

@@ -13,7 +13,7 @@ import pytest
 import hfseg.training
 from hfseg.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["model.kwargs.base_channels=4", "model.kwargs.depth=2", "data.size=[32,32]", "train.report_to=null",
         "train.panels=0", "data.max_train_samples=16", "data.max_eval_samples=8"]
 
@@ -41,7 +41,7 @@ def test_help_and_errors(capsys):
     assert exit_.value.code == 0 and "--sliding_window" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_:
         main([])
-    assert exit_.value.code == 2 and "{train,evaluate,models}" in capsys.readouterr().out
+    assert exit_.value.code == 2 and "{train,predict,evaluate,models,datasets}" in capsys.readouterr().out
     with pytest.raises(FileNotFoundError, match="not a bundled config name; bundled: .*demo"):
         main(["train", "--config", "no_such_study"])
 
@@ -83,7 +83,7 @@ def test_the_wheel_holds_the_package_and_its_configs(installed, tmp_path):
     file, count = run([installed / "bin" / "python", "-c", code], cwd=tmp_path).split()[-2:]
     assert Path(file).is_relative_to(installed) and int(count) >= 22
     models = run([installed / "bin" / "hfseg", "models"], cwd=tmp_path)
-    assert models == run([installed / "bin" / "python", "-m", "hfseg"], cwd=tmp_path)
+    assert models == run([installed / "bin" / "python", "-m", "hfseg", "models"], cwd=tmp_path)
     assert "attention-unet" in models and "segformer-b0" in models
 
 
