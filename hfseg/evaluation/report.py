@@ -7,9 +7,10 @@ foreground classes; mm with a pixel spacing, else pixels), PQ/AJI when computed,
 `"dataset"` reports the pooled ones (one confusion matrix over all pixels, what training logs; surface
 distances exist per image only). Classifiers get accuracy, balanced accuracy, macro/weighted F1 and per-class F1.
 
-Overlays (the cancer study's figure): over the grey image, true positives green, false positives red, false
-negatives blue, for one class (`overlay_class`) or, by default, class 1 of a binary task and the union of the
-foreground classes otherwise.
+Overlays (the cancer study's figure, drawn by `hfseg.viz.overlay_errors` in its `ERROR_COLORS`): over the image,
+true positives green, false positives red, false negatives blue, for one class (`overlay_class`) or, by default,
+class 1 of a binary task and every foreground class otherwise (a foreground pixel given another foreground class
+yellow).
 """
 
 from __future__ import annotations
@@ -26,9 +27,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-TP_COLOR = np.array([0, 255, 0], dtype=np.uint8)
-FP_COLOR = np.array([255, 0, 0], dtype=np.uint8)
-FN_COLOR = np.array([0, 0, 255], dtype=np.uint8)
+from ..viz import overlay_errors
+
 REDUCTIONS = ("image", "dataset")
 _LOWER_IS_BETTER = ("HD", "ASSD")
 
@@ -190,38 +190,16 @@ def plot_scores(path: str | Path, columns: Sequence[str], rows: Sequence[Mapping
     plt.close(fig)
 
 
-def grey(image: Any) -> np.ndarray:
-    """(H, W) uint8 for display: an RGB image's mean, a multi-channel array's first channel (channels last, the hfseg
-    convention), min-max scaled."""
-    array = np.asarray(image, dtype=np.float64)
-    if array.ndim == 3:
-        array = array.mean(-1) if array.shape[-1] == 3 else array[..., 0]
-    low, high = np.nanmin(array), np.nanmax(array)
-    return np.round((array - low) / (high - low + 1e-12) * 255).astype(np.uint8) if high > low \
-        else np.zeros(array.shape, np.uint8)
-
-
 def overlay(image: Any, target: np.ndarray, pred: np.ndarray, cls: int | None = None, alpha: float = 0.5,
             ignore_index: int | None = 255) -> np.ndarray:
-    """(H, W, 3) uint8: the grey image with TP green, FP red, FN blue blended in with `alpha` (1: pure colours).
+    """(H, W, 3) uint8: `hfseg.viz.overlay_errors` of `pred` against `target`, without a legend (the report names
+    the colours).
 
-    `cls` picks the class scored; by default any foreground class (> 0) counts. Pixels whose target is
-    `ignore_index` stay grey.
+    `cls` picks the class scored; by default every foreground class (> 0) is, and a foreground pixel predicted as
+    another foreground class is yellow. Pixels whose target is `ignore_index` keep the image's colour.
     """
-    target, pred = np.asarray(target), np.asarray(pred)
-    if target.shape != pred.shape:
-        raise ValueError(f"target {target.shape} and pred {pred.shape} must have the same shape.")
-    valid = target != ignore_index if ignore_index is not None else np.ones(target.shape, bool)
-    truth = (target == cls) if cls is not None else (target > 0)
-    found = (pred == cls) if cls is not None else (pred > 0)
-    base = np.repeat(grey(image)[..., None], 3, axis=2).astype(np.float64)
-    if base.shape[:2] != target.shape:
-        raise ValueError(f"The image {base.shape[:2]} and its label {target.shape} differ in size.")
-    out = base.copy()
-    for mask, color in ((truth & found, TP_COLOR), (~truth & found, FP_COLOR), (truth & ~found, FN_COLOR)):
-        mask = mask & valid
-        out[mask] = (1 - alpha) * base[mask] + alpha * color
-    return np.round(out).astype(np.uint8)
+    return overlay_errors(image, pred, target, classes=None if cls is None else [cls], ignore_index=ignore_index,
+                          alpha=alpha, legend=False)
 
 
 def _safe(name: str) -> str:
@@ -301,7 +279,9 @@ def write_report(
     lines += ["", table, "", "![scores per class](dice.png)", ""]
     if overlay_paths:
         what = f"class {overlay_class}" if overlay_class is not None else "the foreground"
-        lines += [f"Overlays of {what}: TP green, FP red, FN blue.", ""]
+        several = overlay_class is None and any(_default_class(r) is None for r in results.values())
+        colours = "TP green, FP red, FN blue" + (", another foreground class yellow" if several else "")
+        lines += [f"Overlays of {what}: {colours}.", ""]
         lines += [f"![{p.parent.name} {p.stem}]({p.relative_to(output).as_posix()})" for p in overlay_paths]
         lines.append("")
     (output / "report.md").write_text("\n".join(lines))

@@ -5,12 +5,11 @@ Attention U-Nets, and overlays (class masks with a legend, TP/FP/FN errors, heat
 `attention_maps` and the `overlay_*` functions are the pieces.
 """
 
+from ..viz import ERROR_COLORS, overlay_errors, overlay_heatmap, overlay_mask, to_display
 from .attention import attention_maps, has_attention_gates
 from .cam import CAM_METHODS, LogitsModel, compute_cam
-from .display import to_display
 from .explanation import Explanation, explain
 from .layers import default_target_layers, fold_tokens, resolve_target_layers
-from .overlay import ERROR_COLORS, overlay_errors, overlay_heatmap, overlay_mask
 
 __all__ = [
     "CAM_METHODS",

@@ -35,9 +35,9 @@ from ..inference import (
 from ..models.unet.image_processing_unet import UNetImageProcessor
 from .attention import attention_maps
 from .cam import compute_cam, default_segmentation_target
-from .display import to_display
+from ..viz import to_display
 from .layers import resolve_target_layers
-from .overlay import label_array, overlay_errors, overlay_heatmap, overlay_mask
+from ..viz import label_array, overlay_errors, overlay_heatmap, overlay_mask
 
 
 @dataclass

@@ -55,8 +55,19 @@ def processor_size(processor: Any) -> tuple[int, int] | None:
     return size_of(processor.size) if getattr(processor, "do_resize", False) else None
 
 
+def _check_not_volume(processor: Any, image: Any, input_data_format: str | None) -> None:
+    """A 3D array with no plausible channel axis at either end is a volume: say how to predict one."""
+    shape = tuple(getattr(image, "shape", ()))
+    channels = getattr(processor, "num_channels", None) or 4
+    if input_data_format is None and len(shape) == 3 and min(shape[0], shape[-1]) > max(channels, 4):
+        raise ValueError(f"An array of shape {shape} looks like a volume, not one image with channels: predict it "
+                         "slice by slice with hfseg.inference.predict(model, processor, hfseg.io.read(path)) (or "
+                         "predict_volume), or pass one 2D slice (and input_data_format for a multi-channel image).")
+
+
 def normalize(processor: Any, image: Any, input_data_format: str | None = None) -> torch.Tensor:
     """(1, C, H, W) float32: the processor's `to_channels_first` and `normalize_intensity` at native resolution."""
+    _check_not_volume(processor, image, input_data_format)
     tensor = processor.to_channels_first(match_mode(image, getattr(processor, "num_channels", None)),
                                          input_data_format)
     return processor.normalize_intensity(tensor)[None]

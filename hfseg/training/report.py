@@ -1,5 +1,8 @@
 """What a run writes besides checkpoints: history.csv, metrics.json, curve plots, prediction panels (confusion
-matrices for classification) and their GIF."""
+matrices for classification) and their GIF.
+
+The prediction panels are drawn by `hfseg.viz.prediction_panel`, re-exported here.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..viz import colorize
+from ..viz import prediction_panel  # noqa: F401  (re-exported: the segmentation task's panels)
 
 
 def write_history(path: Path, history: Sequence[Mapping[str, Any]]) -> None:
@@ -80,44 +83,6 @@ def confusion_figure(cm: Sequence[Sequence[int]] | np.ndarray | torch.Tensor, na
     image = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
     plt.close(fig)
     return image
-
-
-def _display(image: torch.Tensor) -> np.ndarray:
-    """First channel (or the RGB channels) of a (C, H, W) image, min-max scaled to uint8."""
-    array = image[:3] if image.shape[0] == 3 else image[:1]
-    array = array.float()
-    low, high = array.min(), array.max()
-    array = ((array - low) / (high - low + 1e-8) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
-    return np.repeat(array, 3, axis=2) if array.shape[2] == 1 else array
-
-
-def _heatmap(attention: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """An attention map (H', W') in [0, 1], resized to `size`, as a red-yellow RGB image."""
-    a = torch.nn.functional.interpolate(attention[None, None].float(), size=size, mode="bilinear",
-                                        align_corners=False)[0, 0].clamp(0, 1).cpu().numpy()
-    return (np.stack([np.ones_like(a), a, np.zeros_like(a)], axis=-1) * 255 * a[..., None] ** 0.5).astype(np.uint8)
-
-
-def prediction_panel(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor,
-                     attentions: torch.Tensor | None = None, title: str = "") -> Image.Image:
-    """Rows of image | ground truth | prediction (| attention map) for a few validation images."""
-    rows = []
-    for i in range(images.shape[0]):
-        base = _display(images[i])
-        tiles = [base, colorize(labels[i].cpu().numpy().clip(0)), colorize(preds[i].cpu().numpy())]
-        if attentions is not None:
-            heat = _heatmap(attentions[i], base.shape[:2])
-            tiles.append((0.5 * base + 0.5 * heat).astype(np.uint8))
-        rows.append(np.concatenate([np.pad(t, ((2, 2), (2, 2), (0, 0)), constant_values=255) for t in tiles], axis=1))
-    panel = Image.fromarray(np.concatenate(rows, axis=0))
-    if title:
-        from PIL import ImageDraw
-
-        canvas = Image.new("RGB", (panel.width, panel.height + 14), "white")
-        canvas.paste(panel, (0, 14))
-        ImageDraw.Draw(canvas).text((2, 1), title, fill="black")
-        panel = canvas
-    return panel
 
 
 def write_gif(path: Path, frames: Sequence[Path], duration_ms: int = 600) -> None:

@@ -12,3 +12,8 @@ PALETTE = np.array([[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0,
 def colorize(label: np.ndarray) -> np.ndarray:
     """(H, W) class indices -> (H, W, 3) uint8 colours."""
     return PALETTE[np.asarray(label) % len(PALETTE)]
+
+
+def class_color(index: int) -> tuple[int, int, int]:
+    """The colour of class `index` (`PALETTE`, cycling)."""
+    return tuple(int(v) for v in PALETTE[int(index) % len(PALETTE)])

@@ -8,18 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from hfseg.evaluation.report import (
-    FN_COLOR,
-    FP_COLOR,
-    TP_COLOR,
-    comparison_table,
-    grey,
-    markdown_table,
-    overlay,
-    write_metrics,
-    write_report,
-)
+from hfseg.evaluation.report import comparison_table, markdown_table, overlay, write_metrics, write_report
 from hfseg.metrics import ClassificationMetrics, SegmentationMetrics
+from hfseg.viz import ERROR_COLORS, overlay_errors
+
+TP, FP, FN, WRONG = (ERROR_COLORS[k] for k in ("TP", "FP", "FN", "wrong class"))
 
 ID2LABEL = {0: "background", 1: "liver", 2: "tumour"}
 
@@ -38,37 +31,38 @@ def _segmentation_result(seed: int, examples: int = 0) -> dict:
 
 
 def test_overlay_colours_by_hand():
-    image = np.full((3, 3), 7.0)  # constant: grey 0
-    target = np.array([[1, 0, 1], [0, 0, 255], [0, 0, 0]])
-    pred = np.array([[1, 1, 0], [0, 0, 1], [0, 0, 0]])
+    image = np.full((3, 3), 7.0)  # constant: black
+    target = np.array([[1, 0, 1], [0, 0, 255], [0, 2, 0]])
+    pred = np.array([[1, 1, 0], [0, 0, 1], [0, 1, 0]])
     out = overlay(image, target, pred, alpha=1.0)
     assert out.shape == (3, 3, 3) and out.dtype == np.uint8
-    assert (out[0, 0] == TP_COLOR).all() and (out[0, 1] == FP_COLOR).all() and (out[0, 2] == FN_COLOR).all()
-    assert (out[1, 0] == 0).all() and (out[1, 2] == 0).all()  # true negative and ignored pixel stay grey
-    assert tuple(TP_COLOR) == (0, 255, 0) and tuple(FP_COLOR) == (255, 0, 0) and tuple(FN_COLOR) == (0, 0, 255)
-    # Blended over a white image: the pixel's own colour channel stays 255, the others halve.
+    assert tuple(out[0, 0]) == TP and tuple(out[0, 1]) == FP and tuple(out[0, 2]) == FN
+    assert tuple(out[2, 1]) == WRONG  # every foreground class is scored: truth 2 predicted 1
+    assert (out[1, 0] == 0).all() and (out[1, 2] == 0).all()  # true negative and ignored pixel stay as they were
+    # Blended over a black-and-white image with the default alpha 0.5: half the image, half the colour.
     blended = overlay(np.array([[0.0, 1.0], [1.0, 1.0]]), np.array([[1, 1], [0, 0]]), np.array([[1, 0], [1, 0]]))
-    assert tuple(blended[0, 0]) == (0, 128, 0)  # the black pixel: TP, half green
-    assert tuple(blended[0, 1]) == (128, 128, 255) and tuple(blended[1, 0]) == (255, 128, 128)
+    assert blended[0, 0].tolist() == np.round(0.5 * np.array(TP)).tolist()  # the black pixel: TP
+    assert blended[0, 1].tolist() == np.round(0.5 * 255 + 0.5 * np.array(FN)).tolist()
+    assert blended[1, 0].tolist() == np.round(0.5 * 255 + 0.5 * np.array(FP)).tolist()
     assert tuple(blended[1, 1]) == (255, 255, 255)
+
+
+def test_overlay_is_overlay_errors_without_a_legend():
+    rng = np.random.default_rng(3)
+    image, target, pred = rng.random((12, 10)), rng.integers(0, 3, (12, 10)), rng.integers(0, 3, (12, 10))
+    target[0] = 255
+    np.testing.assert_array_equal(overlay(image, target, pred),
+                                  overlay_errors(image, pred, target, alpha=0.5, legend=False))
+    np.testing.assert_array_equal(overlay(image, target, pred, cls=2, alpha=0.7, ignore_index=None),
+                                  overlay_errors(image, pred, target, [2], ignore_index=None, alpha=0.7, legend=False))
 
 
 def test_overlay_of_one_class():
     target, pred = np.array([[1, 2, 2]]), np.array([[2, 2, 1]])
     out = overlay(np.zeros((1, 3)), target, pred, cls=2, alpha=1.0)
-    assert (out[0, 0] == FP_COLOR).all() and (out[0, 1] == TP_COLOR).all() and (out[0, 2] == FN_COLOR).all()
-    with pytest.raises(ValueError, match="same shape"):
+    assert tuple(out[0, 0]) == FP and tuple(out[0, 1]) == TP and tuple(out[0, 2]) == FN
+    with pytest.raises(ValueError, match="at the image's size"):
         overlay(np.zeros((2, 2)), np.zeros((2, 2)), np.zeros((2, 3)))
-
-
-def test_grey_scales_and_reduces_channels():
-    assert grey(np.array([[0.0, 2.0]])).tolist() == [[0, 255]]
-    rgb = np.stack([np.array([[0, 30]]), np.array([[0, 60]]), np.array([[0, 90]])], axis=-1)
-    assert grey(rgb).tolist() == [[0, 255]]
-    four = np.zeros((1, 2, 4))
-    four[0, 1, 0] = 5.0
-    four[0, 0, 1] = 9.0  # only channel 0 is shown
-    assert grey(four).tolist() == [[0, 255]]
 
 
 def test_segmentation_table_columns_and_values():

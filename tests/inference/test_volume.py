@@ -165,3 +165,11 @@ def test_checks_flag_a_ct_through_an_mr_model():
         warnings.simplefilter("always")
         predict(Threshold(), processor, ct)
     assert any("trained on MR" in str(w.message) for w in caught)
+
+
+def test_a_volume_array_through_predict_mask_says_how_to_predict_a_volume():
+    from hfseg.inference import predict_mask
+
+    volume = read(Path(data_path) / "anatomical.nii").array
+    with pytest.raises(ValueError, match=r"looks like a volume.*hfseg.inference.predict"):
+        predict_mask(Threshold(), _processor(), volume)

@@ -1,24 +1,42 @@
-"""`to_display`: every image kind the loaders give, as (H, W, 3) uint8."""
+"""Display scaling: percentile windows on known values, every image kind as (H, W, 3) uint8, grey views."""
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from hfseg.explain import to_display
-from hfseg.explain.display import scale_to_uint8
+from hfseg.viz import grey, scale_to_uint8, to_display
+
+
+def test_scale_to_uint8_maps_known_values():
+    values = np.arange(101, dtype=np.float64)  # the p-th percentile is p
+    out = scale_to_uint8(values, (10, 90))
+    # Clipped to [10, 90], then (v - 10) / 80 * 255, rounded.
+    assert out[[0, 10, 30, 50, 90, 100]].tolist() == [0, 0, 64, 128, 255, 255]
+    assert scale_to_uint8(np.array([2.0, 4.0, 6.0]), (0, 100)).tolist() == [0, 128, 255]  # min-max
+    # Coinciding percentiles fall back to min-max; a constant array is black.
+    spiky = np.zeros(100)
+    spiky[-1] = 10.0
+    assert scale_to_uint8(spiky, (1, 99)).tolist()[-2:] == [0, 255]
+    assert scale_to_uint8(np.full((2, 2), 3.0)).tolist() == [[0, 0], [0, 0]]
+
+
+def test_scale_to_uint8_ignores_nans():
+    values = np.array([[0.0, np.nan], [50.0, 100.0]])
+    out = scale_to_uint8(values, (0, 100))
+    assert out.dtype == np.uint8 and out[1, 1] == 255 and out[0, 0] == 0
 
 
 def test_uint8_grey_and_rgb_are_kept():
-    grey = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
-    out = to_display(Image.fromarray(grey))
+    grey_values = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
+    out = to_display(Image.fromarray(grey_values))
     assert out.shape == (3, 4, 3) and out.dtype == np.uint8
     for c in range(3):
-        np.testing.assert_array_equal(out[..., c], grey)
+        np.testing.assert_array_equal(out[..., c], grey_values)
     rgb = np.random.default_rng(0).integers(0, 256, (5, 6, 3), dtype=np.uint8)
     np.testing.assert_array_equal(to_display(Image.fromarray(rgb)), rgb)
     np.testing.assert_array_equal(to_display(rgb), rgb)
-    palette = Image.fromarray(grey).convert("P")
+    palette = Image.fromarray(grey_values).convert("P")
     assert to_display(palette).shape == (3, 4, 3)
 
 
@@ -47,6 +65,11 @@ def test_multichannel_shows_the_first_or_chosen_channel():
         to_display(stack, channel=4)
 
 
+def test_half_precision_tensors_are_shown():
+    image = torch.tensor([[0.0, 1.0], [1.0, 1.0]], dtype=torch.bfloat16)
+    assert to_display(image)[..., 0].tolist() == [[0, 255], [255, 255]]
+
+
 def test_bool_and_errors():
     mask = np.zeros((3, 3), dtype=bool)
     mask[1, 1] = True
@@ -58,7 +81,14 @@ def test_bool_and_errors():
         to_display(np.zeros((2, 8, 8, 8)))
 
 
-def test_scale_to_uint8_ignores_nans():
-    values = np.array([[0.0, np.nan], [50.0, 100.0]])
-    out = scale_to_uint8(values, (0, 100))
-    assert out.dtype == np.uint8 and out[1, 1] == 255 and out[0, 0] == 0
+def test_grey_scales_and_reduces_channels():
+    assert grey(np.array([[0.0, 2.0]])).tolist() == [[0, 255]]
+    rgb = np.stack([np.array([[0, 30]]), np.array([[0, 60]]), np.array([[0, 90]])], axis=-1)
+    assert grey(rgb).tolist() == [[0, 255]]  # the mean of the channels, min-max scaled
+    four = np.zeros((1, 2, 4))
+    four[0, 1, 0] = 5.0
+    four[0, 0, 1] = 9.0  # only channel 0 is shown
+    assert grey(four).tolist() == [[0, 255]]
+    assert grey(four, channel=1).tolist() == [[255, 0]]
+    assert grey(np.array([[10, 20, 30]], dtype=np.uint8)).tolist() == [[0, 128, 255]]  # uint8 is rescaled too
+    assert grey(np.full((2, 3), 4.0)).shape == (2, 3)
