@@ -1,6 +1,8 @@
 """What the demo computes for one image: mask, overlay, class areas, GradCAM, attention maps, classifier scores.
 
-`analyze(model, upload, ...)` does the work and raises `UploadError`/`ModelError` for anything the user must fix.
+`analyze(model, upload, ...)` does the work and raises `UploadError`/`ModelError` for anything the user must fix;
+what it can do but doubts (an input unlike the model's training data: a CT through a model trained on MR) is a
+note in the status.
 `segment(...)` is the UI's (and the API's) entry point: it reads the uploaded file, calls `analyze`, and returns the
 output components' values, with every problem as a message in the status text instead of an exception.
 """
@@ -17,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..inference import classify_logits, predict_mask
+from ..inference import check_input, classify_logits, predict_mask
 from ..explain import explain as explain_image
 from ..explain import overlay_mask, to_display
 from ..viz import PALETTE
@@ -47,7 +49,8 @@ class Analysis:
         cam (`np.ndarray`, *optional*): (H, W, 3) uint8 GradCAM heat map over the image, for class `cam_label`.
         attentions (`list[np.ndarray]`): (H, W, 3) uint8 attention-gate maps over the image (gated models only).
         classification (`dict[str, float]`, *optional*): classifier probabilities per class.
-        notes (`list[str]`): what was done to the image (converted to grey...) or could not be done.
+        notes (`list[str]`): how the image differs from the models' training data (`hfseg.inference.check_input`:
+            another modality, intensities on another scale), then what was done to it (converted to grey...).
         seconds (`float`): time taken.
     """
 
@@ -152,6 +155,7 @@ def analyze(model: str, upload: Upload, cam_class: str | None = None, classifier
     labels = seg.mask_labels
     chosen = label_index(labels, cam_class)
     image, notes = match_channels(upload.image, seg.num_channels, upload.name)
+    notes = [f"⚠️ {warning}" for warning in check_input(seg.processor, upload, upload.name)] + notes
     explanation = None
     with _model_lock:
         if explain:  # explain() predicts the mask as predict_mask does, then adds the CAM and the gates' maps
@@ -171,6 +175,7 @@ def analyze(model: str, upload: Upload, cam_class: str | None = None, classifier
                              "or an image classifier.")
         with _model_lock:
             result.classification, clf_notes = classify(clf, upload.image, upload.name)
+        notes += [f"⚠️ classifier: {warning}" for warning in check_input(clf.processor, upload, upload.name)]
         notes += [f"classifier: {n}" for n in clf_notes]
     result.seconds = time.perf_counter() - start
     return result

@@ -1,40 +1,59 @@
-"""Reading one uploaded file into pixels and their spacing: PNG/JPEG/TIFF/BMP, DICOM, or one slice of a NIfTI.
+"""Reading one uploaded file into one 2D image and its spacing: `hfseg.io.read` plus the demo's size limits.
 
-`read_upload(path)` returns an `Upload`: the pixels as stored (2D grey, or (H, W, C)), the pixel spacing in mm
-(rows, columns) when the format carries it, and for a NIfTI volume (or a multi-frame DICOM) how many slices it has
-and which one was read. Anything wrong with the file (unknown type, corrupt, too large, not one 2D image) raises
-`UploadError`, whose message is meant for the user as it is.
+`read_upload(path)` returns an `Upload`: the pixels (2D grey, or (H, W, C)), the pixel spacing in mm (rows, columns)
+when the file states it, the DICOM modality, and for a volume how many slices it has and which one was read.
+Anything wrong with the file (unknown type, corrupt, too large, not one image or 3D volume) raises `UploadError`, a
+`hfseg.io.MedicalFileError` whose message is meant for the user as it is: it names the file by its display name
+(never the server's temporary path) and says what to upload instead.
 
-- **Images** (PNG, JPEG, TIFF, BMP): read as stored (8 or 16 bit, grey or colour, `hfseg.data.common.read_image`);
-  a palette or 1-bit image becomes RGB or grey; no spacing.
-- **DICOM** (`.dcm`, `.dicom`, or any file with the `DICM` marker): the pixel data through the modality LUT
-  (`RescaleSlope`/`RescaleIntercept`, e.g. Hounsfield units for CT), spacing from `PixelSpacing`; the frames of a
-  multi-frame file are its slices.
-- **NIfTI** (`.nii`, `.nii.gz`): axial slices of a 3D volume, whatever its storage order: the axis closest to
-  inferior-superior (from the affine) is the slice axis, slices count from inferior to superior, and each slice is
-  shown as radiology viewers and the `demo` dataset do (anterior at the top, the x axis of RAS+ from left to right);
-  spacing from the header's voxel sizes. Only the requested slice is read.
+- **Pictures** (PNG, JPEG, TIFF, BMP): as stored (8 or 16 bit, grey or colour: `hfseg.io.read_picture_array`, as
+  `read` would give float32 and 8-bit pictures are shown as they are); a palette or 1-bit image becomes RGB(A) or
+  grey; no spacing.
+- **DICOM** (`.dcm`, `.dicom`, `.ima`, or any file with the `DICM` marker): the pixel data through the modality LUT
+  (`RescaleSlope`/`RescaleIntercept`, e.g. Hounsfield units for CT), float32 (8-bit colour stays uint8), spacing
+  from `PixelSpacing` (None when the file does not state it), the `Modality`. A single-frame file is shown as
+  stored. The frames of a multi-frame file are its slices, sorted by position, each shown in its own plane (axial,
+  coronal or sagittal) in the display convention below.
+- **NIfTI** (`.nii`, `.nii.gz`): the axial slices of a 3D volume, whatever its storage order, in the display
+  convention of `hfseg.io.to_slices`: slices from inferior to superior, anterior at the top and the patient's right
+  on the image's left (radiological, as DICOM viewers and the `demo` dataset show them); values as stored (the
+  header's scaling applied); spacing from the header's voxel sizes. A 4D file (time points or channels) is refused:
+  the demo has no control to choose a volume, and picking one silently (the first of T1, T1ce, T2, FLAIR, say)
+  would segment an image the user did not mean.
+
+Limits: files over `max_bytes` are refused before reading; pictures over `max_side` x `max_side` pixels and volumes
+over `VOLUME_IMAGES` times that many voxels are refused from their headers, before decoding (a small `.nii.gz` may
+declare gigabytes of voxels); the 2D image shown must be at most `max_side` pixels on each side.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from ..data.common import IMAGE_EXTENSIONS, DatasetFormatError, read_image
+from ..io import MedicalFileError, MedicalImage, default_plane, read, slice_spacing, to_slices
+from ..io import file_kind as io_file_kind
+from ..io.dicom import DICOM_EXTENSIONS
+from ..io.nifti import NIFTI_EXTENSIONS
+from ..io.pictures import PICTURE_EXTENSIONS, read_picture_array
 
 MAX_FILE_BYTES = 20 * 1024 * 1024
 MAX_SIDE = 4096
-DICOM_EXTENSIONS = (".dcm", ".dicom")
-NIFTI_EXTENSIONS = (".nii", ".nii.gz")
-SUPPORTED_EXTENSIONS = IMAGE_EXTENSIONS + DICOM_EXTENSIONS + NIFTI_EXTENSIONS
+# A volume may hold as many voxels as this many max_side x max_side images: at the defaults 67 M voxels, e.g. a
+# 512 x 512 x 256 CT (268 MB as float32); a picture at most one such image.
+VOLUME_IMAGES = 4
+SUPPORTED_EXTENSIONS = PICTURE_EXTENSIONS + DICOM_EXTENSIONS + NIFTI_EXTENSIONS
+_KINDS = {"picture": "image", "dicom": "dicom", "nifti": "nifti"}  # hfseg.io's kind -> the Upload's
+_FORMATS = {"image": "PNG, JPEG or TIFF image", "dicom": "DICOM file (.dcm)", "nifti": "NIfTI file (.nii, .nii.gz)"}
+logger = logging.getLogger(__name__)
 
 
-class UploadError(ValueError):
+class UploadError(MedicalFileError):
     """An uploaded file that cannot be used; the message says what is wrong and what to upload instead."""
 
 
@@ -43,12 +62,14 @@ class Upload:
     """One 2D image read from an upload.
 
     Args:
-        image (`np.ndarray`): (H, W) grey or (H, W, C) pixels, as stored (DICOM: after the modality LUT).
+        image (`np.ndarray`): (H, W) grey or (H, W, C) pixels (pictures and NIfTI as stored, DICOM float32 after
+            the modality LUT).
         spacing (`tuple[float, float]`, *optional*): pixel size in mm along rows and columns; None when unknown.
         kind (`str`): `"image"`, `"dicom"` or `"nifti"`.
         name (`str`): the file name.
         num_slices (`int`): slices in the file (NIfTI volume, multi-frame DICOM); 1 for a 2D image.
         slice_index (`int`): the slice `image` is.
+        modality (`str`, *optional*): the DICOM Modality code (`"CT"`, `"MR"`, ...); None when unknown.
     """
 
     image: np.ndarray
@@ -57,27 +78,40 @@ class Upload:
     name: str
     num_slices: int = 1
     slice_index: int = 0
+    modality: str | None = None
+
+    @property
+    def array(self) -> np.ndarray:
+        """`image`, under `hfseg.io.MedicalImage`'s name, so that `hfseg.inference.check_input` takes an Upload."""
+        return self.image
 
 
-def file_kind(path: str | os.PathLike) -> str:
+def _unsupported(name: str) -> UploadError:
+    return UploadError(f"{name}: unsupported file type. Upload a PNG, JPEG, TIFF or BMP image, a DICOM file (.dcm) "
+                       "or a NIfTI volume (.nii, .nii.gz).")
+
+
+def file_kind(path: str | os.PathLike, name: str | None = None) -> str:
     """`"image"`, `"dicom"` or `"nifti"` from the file name, or `"dicom"` for any file with the DICOM marker
     (`DICM` at byte 128, as DICOMs without extension have); else an `UploadError` listing the supported types."""
-    name = Path(path).name.lower()
-    if name.endswith(NIFTI_EXTENSIONS):
-        return "nifti"
-    if name.endswith(DICOM_EXTENSIONS):
-        return "dicom"
-    if name.endswith(IMAGE_EXTENSIONS):
-        return "image"
     try:
-        with open(path, "rb") as handle:
-            handle.seek(128)
-            if handle.read(4) == b"DICM":
-                return "dicom"
-    except OSError:
-        pass
-    raise UploadError(f"{Path(path).name}: unsupported file type. Upload a PNG, JPEG, TIFF or BMP image, a DICOM file "
-                      f"(.dcm) or a NIfTI volume (.nii, .nii.gz).")
+        kind = io_file_kind(path)
+    except MedicalFileError:
+        raise _unsupported(name or Path(path).name) from None
+    if kind not in _KINDS:  # a folder (a DICOM series to hfseg.io): the demo takes one file
+        raise UploadError(f"{name or Path(path).name} is a folder: upload one file (one DICOM slice, a NIfTI volume "
+                          "or an image).")
+    return _KINDS[kind]
+
+
+def _user_error(text: str, path: Path, name: str) -> UploadError:
+    """An `UploadError` saying `text` with the file named `name` instead of its path on the server (a temporary
+    file)."""
+    for shown in sorted({str(path), str(path.absolute()), str(path.resolve())}, key=len, reverse=True):
+        text = text.replace(shown, name)
+    if path.name != name:  # the temporary file's own name, where a message gives only that
+        text = re.sub(rf"(?<![\w.-]){re.escape(path.name)}(?![\w.-])", lambda _: name, text)
+    return UploadError(text)
 
 
 def _check_size(height: int, width: int, name: str, max_side: int) -> None:
@@ -88,6 +122,14 @@ def _check_size(height: int, width: int, name: str, max_side: int) -> None:
         raise UploadError(f"{name} is {width} x {height} pixels: upload a 2D image of at least 2 x 2 pixels.")
 
 
+def _checked(pixels: np.ndarray, name: str, max_side: int) -> np.ndarray:
+    """`pixels` as one contiguous 2D image within the demo's size limits, or an `UploadError`."""
+    if pixels.ndim not in (2, 3):
+        raise UploadError(f"{name} has pixel array shape {pixels.shape}: upload a 2D image.")
+    _check_size(pixels.shape[0], pixels.shape[1], name, max_side)
+    return np.ascontiguousarray(pixels)
+
+
 def _slice_index(index: int | None, count: int, name: str) -> int:
     if index is None:
         return count // 2
@@ -96,115 +138,57 @@ def _slice_index(index: int | None, count: int, name: str) -> int:
     return int(index)
 
 
-# -- images ------------------------------------------------------------------------------------------------------
-def _read_picture(path: Path, name: str, max_side: int) -> np.ndarray:
-    try:
-        with Image.open(path) as image:  # reads the header only: the size is checked before decoding
-            width, height = image.size
-            mode = image.mode
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise UploadError(f"{name}: corrupt or not an image ({err}). Upload a valid PNG, JPEG or TIFF.") from err
-    _check_size(height, width, name, max_side)
-    if mode in ("P", "PA", "1", "CMYK", "YCbCr", "LAB", "HSV"):
-        try:
-            with Image.open(path) as image:
-                converted = image.convert("L" if mode == "1" else "RGBA" if "A" in mode else "RGB")
-        except (OSError, SyntaxError, ValueError) as err:
-            raise UploadError(f"{name}: corrupt image ({err}). Upload a valid image file.") from err
-        return np.asarray(converted)
-    try:
-        return read_image(path)
-    except DatasetFormatError as err:
-        raise UploadError(f"{name}: corrupt or truncated image ({err.__cause__ or err}). Upload a valid image file.",
-                          ) from err
-
-
-# -- DICOM -------------------------------------------------------------------------------------------------------
-def _read_dicom(path: Path, name: str, index: int | None, max_side: int) -> Upload:
-    from pydicom.errors import InvalidDicomError
-    from pydicom.pixels import apply_modality_lut
-
-    from ..data.chaos import dcmread
-
-    try:
-        ds = dcmread(path)
-    except (InvalidDicomError, OSError, EOFError, ValueError, AttributeError, KeyError, TypeError) as err:
-        raise UploadError(f"{name}: corrupt or not a DICOM file ({err}). Upload a valid .dcm file.") from err
-    if "PixelData" not in ds or "Rows" not in ds or "Columns" not in ds:
-        raise UploadError(f"{name}: this DICOM holds no image (no pixel data). Upload an image DICOM.")
-    _check_size(int(ds.Rows), int(ds.Columns), name, max_side)
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    try:
-        pixels = apply_modality_lut(ds.pixel_array, ds)
-    except Exception as err:  # pydicom raises many types for broken or unsupported pixel data
-        raise UploadError(f"{name}: cannot decode the DICOM pixel data ({type(err).__name__}: {err}). Upload an "
-                          "uncompressed DICOM or one in a transfer syntax pydicom can decode.") from err
-    if frames > 1:
-        slice_index = _slice_index(index, frames, name)
-        pixels = pixels[slice_index]
-    else:
-        slice_index = 0
-    spacing = ds.get("PixelSpacing")
-    spacing = (float(spacing[0]), float(spacing[1])) if spacing is not None and len(spacing) == 2 else None
-    return Upload(np.ascontiguousarray(pixels), spacing, "dicom", name, frames, slice_index)
-
-
-# -- NIfTI -------------------------------------------------------------------------------------------------------
-_NIFTI_ERRORS = (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, MemoryError)
-
-
-def _axes(orientation: np.ndarray, ndim: int) -> tuple[tuple[int, int, int], tuple[bool, bool, bool]]:
-    """Array axes along x (left-right), y (posterior-anterior), z (inferior-superior), and whether each runs
-    backwards, from `nibabel.orientations.io_orientation`; a 2D image is one slice (z the missing third axis)."""
-    axis_of = {int(target): axis for axis, (target, _) in enumerate(orientation[:3]) if not np.isnan(target)}
-    if ndim == 2 and axis_of.get(2) != 2:
-        return (0, 1, 2), (False, False, False)  # a 2D non-axial plane: shown as stored
-    if set(axis_of) != {0, 1, 2}:
-        raise ValueError("degenerate affine")
-    axes = (axis_of[0], axis_of[1], axis_of[2])
-    return axes, tuple(bool(orientation[axis, 1] < 0) for axis in axes)
-
-
-def _read_nifti(path: Path, name: str, index: int | None, max_side: int) -> Upload:
+def _refuse_4d(path: Path, name: str) -> None:
+    """An `UploadError` for a 4D NIfTI (several volumes); nothing for any other file (its own error stands)."""
     import nibabel as nib
-    from nibabel.filebasedimages import ImageFileError
-    from nibabel.orientations import io_orientation
 
     try:
-        volume = nib.load(str(path))
-        stored_shape = tuple(int(n) for n in volume.shape)
-        zooms = tuple(float(z) for z in volume.header.get_zooms())
-        orientation = io_orientation(volume.affine)
-    except (ImageFileError, *_NIFTI_ERRORS) as err:
-        raise UploadError(f"{name}: corrupt or not a NIfTI file ({err}). Upload a valid .nii or .nii.gz.") from err
-    shape = stored_shape
+        shape = tuple(int(n) for n in nib.load(str(path)).shape)  # the header only
+    except Exception:  # noqa: BLE001  (a broken file: hfseg.io's message says what is wrong)
+        return
     while len(shape) > 3 and shape[-1] == 1:
         shape = shape[:-1]
-    if len(shape) not in (2, 3):
-        raise UploadError(f"{name} has shape {stored_shape}: upload a 3D volume (one modality) or a 2D image.")
-    try:
-        (x_axis, y_axis, z_axis), (flip_x, flip_y, flip_z) = _axes(orientation, len(shape))
-    except ValueError:
-        raise UploadError(f"{name}: the header's affine has no clear axial axis. Fix the NIfTI header.") from None
-    shape3 = (*shape, 1)[:3]
-    _check_size(shape3[y_axis], shape3[x_axis], name, max_side)
-    count = shape3[z_axis]
-    slice_index = _slice_index(index, count, name)
-    stored = count - 1 - slice_index if flip_z else slice_index  # slices count from inferior to superior
-    slicer = [slice(None)] * len(shape) + [0] * (len(stored_shape) - len(shape))
-    if len(shape) == 3:
-        slicer[z_axis] = stored
-    try:
-        plane = np.asarray(volume.dataobj[tuple(slicer)])
-    except _NIFTI_ERRORS as err:
-        raise UploadError(f"{name}: the NIfTI data cannot be read ({err}); the file is truncated or corrupt.") from err
-    # `plane` keeps the x and y axes in storage order: make it (x, y) in RAS+ directions, then rows = -y, cols = x.
-    if x_axis > y_axis:
-        plane = plane.T
-    plane = plane[::-1 if flip_x else 1, ::-1 if flip_y else 1]
-    image = np.ascontiguousarray(plane.T[::-1])
-    spacing = (zooms[y_axis], zooms[x_axis]) if len(zooms) > max(x_axis, y_axis) else None
-    return Upload(image, spacing, "nifti", name, count, slice_index)
+    if len(shape) == 4:
+        raise UploadError(f"{name} is 4D, {shape[3]} volumes of {' x '.join(map(str, shape[:3]))} voxels (time "
+                          "points or channels): this demo segments a 2D image or one 3D volume. Save the volume you "
+                          "want as its own .nii.gz (nibabel: image.slicer[..., n]) and upload that.")
+    if len(shape) > 4:
+        raise UploadError(f"{name} has shape {shape}: upload a 3D volume (one modality) or a 2D image.")
+
+
+def _states_spacing(image: MedicalImage) -> bool:
+    """Whether a DICOM states its pixel spacing (hfseg.io assumes 1 mm when it does not, the demo says unknown)."""
+    datasets = image.meta.get("datasets") or []
+    if not datasets:
+        return False
+    ds = datasets[0]
+    if "PixelSpacing" in ds or "ImagerPixelSpacing" in ds:
+        return True
+    for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        for group in list(ds.get(groups) or [])[:1]:
+            measures = group.get("PixelMeasuresSequence")
+            if measures and "PixelSpacing" in measures[0]:
+                return True
+    return False
+
+
+def _colour_as_stored(image: MedicalImage) -> np.ndarray:
+    """A colour DICOM's 8-bit RGB back as uint8 (hfseg.io gives float32), so that it is shown as stored."""
+    array = image.array
+    if image.meta.get("samples_per_pixel", 1) > 1 and array.size and 0 <= array.min() and array.max() <= 255:
+        ds = (image.meta.get("datasets") or [{}])[0]
+        if int(ds.get("BitsStored", 8) or 8) <= 8 and np.array_equal(array, np.round(array)):
+            return array.astype(np.uint8)
+    return array
+
+
+def _plane(image: MedicalImage) -> str:
+    """Axial for a NIfTI volume; the frames' own plane for a multi-frame DICOM (its slices are the frames, as
+    acquired: a sagittal or cine series is not resliced across frames)."""
+    shape = image.array.shape
+    if image.kind == "dicom":
+        shape = (*shape[:2], 1)
+    return default_plane(image.affine, shape, image.name)
 
 
 # -- entry point -------------------------------------------------------------------------------------------------
@@ -215,12 +199,14 @@ def read_upload(path: str | os.PathLike, slice_index: int | None = None, max_byt
     Args:
         path (`str`): the file.
         slice_index (`int`, *optional*): the slice of a NIfTI volume or multi-frame DICOM; default the middle one.
+            Ignored for a 2D image.
         max_bytes (`int`, *optional*, defaults to 20 MB): larger files are refused.
-        max_side (`int`, *optional*, defaults to 4096): images wider or taller than this are refused.
+        max_side (`int`, *optional*, defaults to 4096): images wider or taller than this are refused, and files
+            declaring more than `max_side`² pixels (pictures) or `VOLUME_IMAGES` x `max_side`² voxels (volumes).
         name (`str`, *optional*): the name to use in messages; default the file's name.
 
     Raises:
-        UploadError: the file is missing, too large, of an unsupported type, corrupt, or not a 2D image.
+        UploadError: the file is missing, too large, of an unsupported type, corrupt, 4D, or not a 2D image.
     """
     path = Path(path)
     name = name or path.name
@@ -233,12 +219,33 @@ def read_upload(path: str | os.PathLike, slice_index: int | None = None, max_byt
                           "this demo: upload a smaller file (one slice, or a compressed .nii.gz).")
     if size == 0:
         raise UploadError(f"{name} is empty. Upload an image, DICOM or NIfTI file.")
-    kind = file_kind(path)
-    if kind == "dicom":
-        return _read_dicom(path, name, slice_index, max_side)
-    if kind == "nifti":
-        return _read_nifti(path, name, slice_index, max_side)
-    image = _read_picture(path, name, max_side)
-    if image.ndim not in (2, 3):
-        raise UploadError(f"{name} has pixel array shape {image.shape}: upload a 2D image.")
-    return Upload(image, None, "image", name)
+    kind = file_kind(path, name)
+    try:
+        if kind == "image":  # as stored (8-bit stays 8-bit for display), palettes and colour spaces as viewers show
+            pixels = read_picture_array(path, convert=True, max_pixels=max_side ** 2)
+            return Upload(_checked(pixels, name, max_side), None, "image", name)
+        # DICOM through the modality LUT (float32), NIfTI as stored (the header's scaling applied)
+        image = read(path, dtype="float32" if kind == "dicom" else "stored", max_bytes=max_bytes,
+                     max_pixels=max_side ** 2 * VOLUME_IMAGES)
+        if image.is_volume:
+            plane = _plane(image)
+            slices = to_slices(image.array, image.affine, plane, name)
+            index, count = _slice_index(slice_index, slices.shape[0], name), slices.shape[0]
+            pixels, spacing = slices[index], slice_spacing(image.spacing, image.affine, plane)
+            spacing = spacing[1:3] if spacing is not None else None
+        else:  # a single-frame DICOM, as stored
+            pixels, count, index, spacing = _colour_as_stored(image), 1, 0, image.spacing
+    except UploadError:
+        raise
+    except MedicalFileError as err:
+        if kind == "nifti":
+            _refuse_4d(path, name)
+        raise _user_error(str(err), path, name) from err
+    except Exception as err:  # noqa: BLE001  hfseg.io should have said MedicalFileError: log it, tell the visitor
+        logger.warning("reading the upload %s raised %s", name, type(err).__name__, exc_info=True)
+        raise _user_error(f"Cannot read {name} ({type(err).__name__}: {err}): the file is corrupt or of a variant "
+                          f"this demo does not read. Upload a valid {_FORMATS[kind]}.", path, name) from err
+    if kind == "dicom" and not _states_spacing(image):
+        spacing = None
+    spacing = (float(spacing[0]), float(spacing[1])) if spacing is not None else None
+    return Upload(_checked(pixels, name, max_side), spacing, kind, name, count, index, image.modality)

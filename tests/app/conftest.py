@@ -18,9 +18,10 @@ ID2LABEL = {0: "background", 1: "tissue", 2: "lesion"}
 
 
 def save_segmenter(folder: Path, preset: str = "attention-unet", num_channels: int = 1,
-                   id2label: dict[int, str] | None = None) -> str:
-    """A tiny untrained U-Net saved with a z-score processor that resizes to 64 x 64. Its background bias is
-    lowered so that it predicts foreground classes (the overlay then has colours)."""
+                   id2label: dict[int, str] | None = None, modality: str | None = None) -> str:
+    """A tiny untrained U-Net saved with a z-score processor that resizes to 64 x 64 and records the training
+    data's `modality` (None: unknown). Its background bias is lowered so that it predicts foreground classes (the
+    overlay then has colours)."""
     torch.manual_seed(0)
     model = hfseg.create_model(preset, id2label=id2label or ID2LABEL, num_channels=num_channels, base_channels=4,
                                depth=3)
@@ -28,8 +29,10 @@ def save_segmenter(folder: Path, preset: str = "attention-unet", num_channels: i
         if model.config.num_labels > 1:
             model.head.bias[0] = -10.0
     model.save_pretrained(folder)
-    UNetImageProcessor(normalization="zscore", num_channels=num_channels, do_resize=True,
-                       size={"height": 64, "width": 64}).save_pretrained(folder)
+    processor = UNetImageProcessor(normalization="zscore", num_channels=num_channels, do_resize=True,
+                                   size={"height": 64, "width": 64})
+    processor.modality = modality
+    processor.save_pretrained(folder)
     return str(folder)
 
 
@@ -43,6 +46,12 @@ def gated_model(tmp_path_factory) -> str:
 def plain_model(tmp_path_factory) -> str:
     """U-Net without attention gates, one channel."""
     return save_segmenter(tmp_path_factory.mktemp("plain"), preset="unet")
+
+
+@pytest.fixture(scope="session")
+def mr_model(tmp_path_factory) -> str:
+    """The plain U-Net, its processor recording that it was trained on MR images (`modality="MR"`)."""
+    return save_segmenter(tmp_path_factory.mktemp("mr"), preset="unet", modality="MR")
 
 
 @pytest.fixture(scope="session")

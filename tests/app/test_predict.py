@@ -14,7 +14,7 @@ from hfseg.inference import classify_logits, load_model, predict_mask
 from hfseg.viz import PALETTE
 
 from .conftest import EXAMPLES, ID2LABEL
-from .test_uploads import _bad_files, write_dicom, write_nifti
+from .test_uploads import _bad_files, ras_volume, write_dicom, write_nifti
 
 RNG = np.random.default_rng(0)
 
@@ -69,7 +69,7 @@ def test_dicom_areas_in_mm2(gated_model, tmp_path):
 
 def test_nifti_slice_index(gated_model, tmp_path):
     slices = [brain(f"brain_{i:02d}.png") for i in (6, 16, 25)]
-    path = write_nifti(tmp_path / "v.nii.gz", np.stack([np.rot90(s, -1) for s in slices], -1), np.diag([2, 2, 4, 1]))
+    path = write_nifti(tmp_path / "v.nii.gz", ras_volume(np.stack(slices)), np.diag([2, 2, 4, 1]))  # radiological
     for index, pixels in enumerate(slices):
         annotated, _, areas, _, _, _, status = segment(gated_model, str(path), slice_index=index)
         np.testing.assert_array_equal(annotated[0][..., 0], pixels)
@@ -77,6 +77,21 @@ def test_nifti_slice_index(gated_model, tmp_path):
         assert [row[3] for row in areas] == [pytest.approx(4.0 * (mask == k).sum()) for k in ID2LABEL]
         assert f"slice {index} of 0-2" in status
     assert "does not exist" in segment(gated_model, str(path), slice_index=3)[-1]
+
+
+def test_ct_through_an_mr_model_is_flagged(mr_model):
+    """check_input's warnings reach the status: pydicom's CT_small.dcm through a model trained on MR images."""
+    from pydicom.data import get_testdata_file
+
+    outputs = segment(mr_model, get_testdata_file("CT_small.dcm"), name="chest.dcm")
+    assert outputs[0] is not None  # a warning, not a refusal: the prediction is still shown
+    assert "- ⚠️ chest.dcm is CT but the model was trained on MR images" in outputs[-1]
+    assert "trained on" not in segment(mr_model, get_testdata_file("MR_small.dcm"))[-1]
+    assert "trained on" not in segment(mr_model, str(EXAMPLES / "brain_16.png"))[-1]  # a picture has no modality
+    upload = Upload(brain(), None, "dicom", "x.dcm", modality="CT")
+    assert analyze(mr_model, upload, explain=False).notes[0].startswith("⚠️ x.dcm is CT but the model was trained")
+    assert not any("trained on" in n for n in analyze(mr_model, Upload(brain(), None, "image", "x.png"),
+                                                     explain=False).notes)
 
 
 def test_rgb_upload_to_grey_model(gated_model, tmp_path):
