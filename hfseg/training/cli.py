@@ -39,10 +39,12 @@ go through accelerate's launcher with the same flags (`--multi_gpu` also on a CP
 EVALUATE_DESCRIPTION = """\
 Evaluate and compare trained models on a dataset split: `hfseg evaluate --models A B --dataset demo`.
 
-Each model (a `save_pretrained` folder such as a run's `best/`, or a Hub id) predicts every item of the split at
-native resolution (optionally with flip TTA and a sliding window); the Markdown comparison table is printed and
-`<output_dir>/` gets report.md, report.csv, dice.png, overlays/<model>/*.png (TP green, FP red, FN blue) and
-<model>/metrics.json.
+Each model (a `save_pretrained` folder such as a run's `best/`, or a Hub id; `--model` and `--models` are one flag)
+predicts every item of the split at native resolution, `--batch_size` items at a time (optionally with flip TTA and a
+sliding window); the Markdown comparison table is printed and `<output_dir>/` gets report.md, report.csv, dice.png,
+overlays/<model>/*.png (TP green, FP red, FN blue) and <model>/metrics.json. A dataset with a `case_id` column
+(demo, BraTS, CHAOS, UW-Madison) is also scored per case (its slices stacked as one volume): `case_*` keys in
+metrics.json and per_case.csv, one row per model and case.
 
 Runs in one process; `accelerate launch recipes/evaluate.py ...` works too (on the launcher's device), but the work
 is not split: with several processes only the main one evaluates and the others exit.
@@ -110,7 +112,8 @@ def train_main(argv: list[str] | None = None) -> dict[str, Any]:
 # -- evaluate ----------------------------------------------------------------------------------------------------
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The evaluation recipe's arguments on `parser`."""
-    parser.add_argument("--models", nargs="+", required=True, help="model folders or Hub ids")
+    parser.add_argument("--models", "--model", dest="models", nargs="+", required=True,
+                        help="model folders or Hub ids (one or more)")
     parser.add_argument("--dataset", required=True, help="an hfseg.data.load name, e.g. demo")
     parser.add_argument("--data_dir", default=None, help="the dataset's folder (not for demo)")
     parser.add_argument("--data_options", nargs="*", default=[], metavar="KEY=VALUE",
@@ -124,15 +127,22 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--window", type=int, nargs=2, default=None, metavar=("H", "W"),
                         help="sliding-window size (default: the processor's size)")
     parser.add_argument("--overlap", type=float, default=0.5)
+    parser.add_argument("--batch_size", type=int, default=4,
+                        help="items per forward pass (windows per pass with --sliding_window; default: %(default)s)")
+    parser.add_argument("--num_workers", type=int, default=0,
+                        help="DataLoader processes decoding the items (default: %(default)s, in the main process)")
     parser.add_argument("--device", default=None, help="default: cuda when available (or the accelerate device)")
     # Metrics and report.
     parser.add_argument("--regions", default=None, help="also score class unions, e.g. brats (WT/TC/ET)")
     parser.add_argument("--no_surface", action="store_true", help="skip HD/HD95/ASSD")
     parser.add_argument("--instance", action="store_true", help="also PQ and AJI")
+    parser.add_argument("--no_cases", action="store_true",
+                        help="skip the per-case (volume) metrics of a dataset with a case_id column")
     parser.add_argument("--spacing", type=float, nargs=2, default=None, metavar=("ROW", "COL"),
                         help="pixel size in mm (default: the dataset's pixel_spacing column, else 1)")
     parser.add_argument("--reduction", choices=("image", "dataset"), default="image",
-                        help="per-case means (default) or metrics pooled over all pixels")
+                        help="the table's per-image means (default) or metrics pooled over all pixels "
+                             "(per-case means are in metrics.json and per_case.csv)")
     parser.add_argument("--overlays", type=int, default=4, help="overlay images per model (0: none)")
     parser.add_argument("--overlay_class", type=int, default=None, help="class of the overlays (default: foreground)")
     parser.add_argument("--output_dir", default=None, help="default: reports/<dataset>")
@@ -150,7 +160,8 @@ def _device(requested: str | None) -> tuple[str | None, bool]:
 def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """Evaluate `args.models`, write the report and print its table; returns the results (empty off the main
     process)."""
-    from ..evaluation import evaluate_models, write_metrics, write_report
+    from ..evaluation import case_table, evaluate_models, write_metrics, write_report
+    from ..evaluation.report import write_csv
 
     device, is_main = _device(args.device)
     if not is_main:
@@ -161,14 +172,20 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         args.models, args.dataset, split=args.split, data_dir=args.data_dir, data_options=options,
         max_samples=args.max_samples, tta_flip=args.tta, sliding_window=sliding, overlap=args.overlap,
         surface=not args.no_surface, instance=args.instance, spacing=args.spacing, regions=args.regions,
-        examples=args.overlays, device=device,
+        examples=args.overlays, device=device, batch_size=args.batch_size, num_workers=args.num_workers,
+        per_case=not args.no_cases,
     )
     output_dir = Path(args.output_dir or Path("reports") / args.dataset)
     write_metrics(results, output_dir)
+    columns, rows = case_table(results)
+    if rows:
+        write_csv(output_dir / "per_case.csv", columns, rows)
     report = write_report(results, output_dir, reduction=args.reduction, overlay_class=args.overlay_class,
                           num_overlays=args.overlays, title=f"{args.dataset} ({args.split})")
     print(report["markdown"])
     print(f"\nReport written to {report['paths']['report']}")
+    if rows:
+        print(f"Per-case metrics ({len(rows)} rows) written to {output_dir / 'per_case.csv'}")
     return results
 
 

@@ -1,6 +1,8 @@
-"""`evaluate_model(s)` on tiny trained demo runs: metrics equal to hand-computed ones, spacing, regions, the report,
-the CLI, a tiny transformers classifier, and the errors for bad input."""
+"""`evaluate_model(s)` on tiny trained demo runs: metrics equal to hand-computed ones, batched equal to one at a
+time, spacing, regions, the report, the CLI (and its per-case CSV), a tiny transformers classifier, and the errors
+for bad input. The per-case metrics on hand-made volumes are in `test_cases.py`."""
 
+import csv
 import json
 import os
 import subprocess
@@ -89,6 +91,29 @@ def test_evaluate_model_equals_metrics_by_hand(runs, loaded, validation, demo_op
     assert "image_mean_hd95" in result and list(result["per_class"]) == list(hfseg.data.DEMO_ID2LABEL.values())
 
 
+def _numbers(value, path=""):
+    """Every number of a result, by its path (`cases/per_case/<case>/dice/1`, ...)."""
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _numbers(item, f"{path}/{key}").items()}
+    if isinstance(value, (list, tuple)):
+        return {k: v for i, item in enumerate(value) for k, v in _numbers(item, f"{path}/{i}").items()}
+    return {path: value} if isinstance(value, (int, float)) and not isinstance(value, bool) else {}
+
+
+def test_batches_give_the_one_at_a_time_metrics(loaded, demo_options):
+    """10 slices (one whole case and 2 slices of the next) in batches of 4 (4, 4, 2), decoded in 2 workers: the
+    metrics of batch_size=1, per image and per case, to 1e-6."""
+    data = hfseg.data.load("demo", **demo_options)["validation"].select(range(10))
+    one = evaluate_model(loaded, data, batch_size=1, regions={"tissue": [2, 3]})
+    assert one["num_cases"] == 2 and [e["num_slices"] for e in one["cases"]["per_case"].values()] == [8, 2]
+    expected = {k: v for k, v in _numbers(one).items() if k not in ("/seconds", "/batch_size")}
+    for options in ({"batch_size": 4}, {"batch_size": 4, "num_workers": 2}):
+        batched = evaluate_model(loaded, data, regions={"tissue": [2, 3]}, **options)
+        numbers = {k: v for k, v in _numbers(batched).items() if k in expected}
+        assert numbers.keys() == expected.keys() and batched["batch_size"] == 4
+        assert numbers == pytest.approx(expected, abs=1e-6, nan_ok=True)
+
+
 def test_pixel_spacing_column_scales_surface_distances(loaded, validation):
     plain = evaluate_model(loaded, validation)
     spaced = validation.add_column("pixel_spacing", [[2.0, 2.0]] * len(validation))
@@ -138,6 +163,34 @@ def test_cli_prints_the_table(runs, demo_options, tmp_path):
     metrics = json.loads((tmp_path / "report" / "attention_best" / "metrics.json").read_text())
     assert metrics["num_images"] == 2 and metrics["tta_flip"] is True and "examples" not in metrics
     assert (tmp_path / "report" / "report.md").is_file() and (tmp_path / "report" / "overlays" / "unet_best").is_dir()
+
+
+def test_cli_model_flag_batches_and_writes_per_case_csv(runs, demo_options, tmp_path, capsys):
+    from hfseg.training.cli import evaluate_main
+
+    output = tmp_path / "report"
+    results = evaluate_main(["--model", str(runs["unet"]), "--dataset", "demo", "--data_options",
+                             f"cache_dir={demo_options['cache_dir']}", f"size={demo_options['size']}",
+                             "--max_samples", "10", "--batch_size", "3", "--num_workers", "0", "--overlays", "0",
+                             "--output_dir", str(output), "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert "| unet/best |" in out and "Per-case metrics (2 rows) written to" in out
+    (result,) = results.values()
+    assert result["batch_size"] == 3 and result["num_cases"] == 2
+    metrics = json.loads((output / "unet_best" / "metrics.json").read_text())
+    assert metrics["case_mean_foreground_dice"] == pytest.approx(result["case_mean_foreground_dice"])
+    assert list(metrics["cases"]["per_case"]) == list(result["cases"]["per_case"]) and "case_dice" in metrics
+    with open(output / "per_case.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["model"], r["case_id"]) for r in rows] == [("unet/best", case) for case in result["cases"]["per_case"]]
+    case = rows[0]["case_id"]
+    assert float(rows[0]["dice_grey_matter"]) == pytest.approx(result["cases"]["per_case"][case]["dice"][2])
+    assert rows[0]["num_slices"] == "8" and "mean_hd95" in rows[0]
+    evaluate_main(["--models", str(runs["unet"]), "--dataset", "demo", "--data_options",
+                   f"cache_dir={demo_options['cache_dir']}", f"size={demo_options['size']}", "--max_samples", "2",
+                   "--overlays", "0", "--no_cases", "--no_surface", "--output_dir", str(tmp_path / "plain"),
+                   "--device", "cpu"])
+    assert not (tmp_path / "plain" / "per_case.csv").exists()
 
 
 def _classification_data(seed: int = 0) -> datasets.DatasetDict:
