@@ -3,7 +3,8 @@
 Both loaders give 2D axial slices with the same features: `image` an `Array3D((H, W, C), "float32")` (channels last,
 in `modalities` order, default `BRATS_MODALITIES` = t1, t1ce, t2, flair), `label` a uint8 mask of
 `BRATS_ID2LABEL` (0 background, 1 necrotic_core = NCR/NET, 2 edema = ED, 3 enhancing_tumor = ET), `case_id`,
-`classes`, and `slice` (the axial index, so per-case 3D metrics can restack the slices). Intensities are stored as
+`classes`, and `slice` (the axial index, so per-case 3D metrics can restack the slices; `hfseg.io.from_slices` puts
+a NIfTI case's stack back in the file's storage order). Intensities are stored as
 read, as float32: normalizing them (per channel, per case...) is the model's image processor's job. `brats_regions`
 gives the evaluation regions WT/TC/ET of a label map.
 
@@ -23,7 +24,9 @@ are taken from the first file; every file must agree. The CSVs beside the files 
 - The channel order of `image` is undocumented: it is usually taken as (t1, t1ce, t2, flair) = `BRATS_MODALITIES`,
   and some code says (flair, t1, t1ce, t2). `stored_modalities` names the order in the files; `modalities` picks
   and orders the output channels, so both loaders can give the same channel order.
-The map from `volume_<v>` to `BraTS20_Training_XXX` is undocumented, so cases are `volume_<v>`.
+The map from `volume_<v>` to `BraTS20_Training_XXX` is undocumented, so cases are `volume_<v>`. The files carry no
+affine, so their slices are kept as stored; how the Kaggle converter oriented them is undocumented ⚠ (if it kept
+nibabel's `volume[:, :, z]`, they are the NIfTI loader's slices transposed).
 
 **Official NIfTI**, `load_brats2020_nifti`:
 ```
@@ -33,12 +36,17 @@ MICCAI_BraTS2020_TrainingData/BraTS20_Training_XXX/BraTS20_Training_XXX_{flair,t
 holding NIfTI files under `data_dir` is a case, named by its folder. When `<case>_seg.nii[.gz]` is missing, a single
 other NIfTI file with "seg" in its name is taken as the segmentation (that Kaggle copy names case 355's
 `W39_1998.09.19_Segm.nii`). Validation cases have no segmentation and are an error: load the training folder.
-Volumes are sliced along their third voxel axis (axial), and each slice is kept as stored: rows = first voxel axis,
-columns = second (no rotation or flip; for BraTS' LPS-like affine a radiological display is `np.rot90`). Labels
-{0, 1, 2, 4} -> {0, 1, 2, 3} (`BRATS_NIFTI_LABELS`); BraTS 2020 has no label 3, so any other value is an error
-(`label_map` reads other years, e.g. 2023's {0, 1, 2, 3}).
+Files are read with `hfseg.io.read_nifti` (modalities as float32, the segmentation as stored) and cut into axial
+slices with `hfseg.io.to_slices(volume, affine, "axial")`: each slice is shown as radiology viewers show it (anterior
+at the top, the patient's right on the image's left), whatever order the file stores its voxels in, the convention
+`hfseg.inference` uses to predict a NIfTI volume with a 2D model. (BraTS stores LPS, so a slice is the stored
+`volume[:, :, z]` transposed.) The slice index `z` runs from inferior to superior. Every volume of a case is cut
+with the first modality's affine, and they must share its shape and axis order; every case must give one in-plane
+size. Labels {0, 1, 2, 4} -> {0, 1, 2, 3} (`BRATS_NIFTI_LABELS`); BraTS 2020 has no label 3, so any other value is
+an error (`label_map` reads other years, e.g. 2023's {0, 1, 2, 3}).
 
-Slice selection (both loaders): `slices=(lo, hi)` or `range(lo, hi)` keeps axial indices lo <= s < hi;
+Slice selection (both loaders): `slices=(lo, hi)` or `range(lo, hi)` keeps axial indices lo <= s < hi (NIfTI:
+counted from the inferior end);
 `skip_blank` drops slices whose image is zero in every loaded modality (outside the brain: default True for NIfTI,
 False for HDF5, whose files are already one per slice and whose background value is ⚠); `min_tumor_pixels=n` keeps
 only slices with at least n tumour pixels (label > 0), as studies training on tumour slices do.
@@ -53,19 +61,17 @@ from __future__ import annotations
 
 import re
 import warnings
-import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import datasets
-import nibabel as nib
 import numpy as np
 import torch
-from nibabel.filebasedimages import ImageFileError
-from nibabel.spatialimages import HeaderDataError
+from nibabel.orientations import aff2axcodes
 
-from .common import DatasetFormatError, build_splits, skipping
+from ..io import MedicalImage, read_nifti, to_slices
+from .common import DatasetFormatError, build_splits, file_errors, skipping
 from .features import classes_present, segmentation_features
 from .splits import group_split
 
@@ -78,7 +84,6 @@ BRATS_MODALITIES = ("t1", "t1ce", "t2", "flair")
 BRATS_NIFTI_LABELS = {0: 0, 1: 1, 2: 2, 4: 3}
 MASK_CHANNELS = ("labels", "regions")
 _H5_NAME = re.compile(r"^volume_(\d+)_slice_(\d+)\.h5$")
-_NIFTI_ERRORS = (ImageFileError, HeaderDataError, OSError, EOFError, ValueError, zlib.error)
 
 
 def brats_regions(label: np.ndarray | torch.Tensor) -> dict[str, np.ndarray | torch.Tensor]:
@@ -418,25 +423,24 @@ def case_files(case: Path, modalities: Sequence[str]) -> tuple[dict[str, Path], 
     return {m: volumes[m] for m in modalities}, segs[0]
 
 
+def _read_nifti(path: Path, image: bool) -> MedicalImage:
+    """A NIfTI volume through `hfseg.io.read_nifti`: float32 intensities (scaling applied) for an image, stored
+    values for a segmentation."""
+    with file_errors():
+        return read_nifti(path, dtype="float32" if image else "stored")
+
+
+def _axial(array: np.ndarray, reference: MedicalImage) -> np.ndarray:
+    """`(slices, rows, columns, ...)` of a volume on `reference`'s grid, in hfseg's display convention
+    (`hfseg.io.to_slices`, axial: inferior to superior, anterior at the top, the patient's right on the left)."""
+    with file_errors():
+        return to_slices(array, reference.affine, "axial", reference.name)
+
+
 def _nifti_shape(case: Path, modalities: Sequence[str]) -> tuple[int, ...]:
-    """The voxel shape of a case's first modality, read from its header only."""
-    path = case_files(case, modalities)[0][modalities[0]]
-    try:
-        return tuple(int(n) for n in nib.load(str(path)).shape)
-    except _NIFTI_ERRORS as err:
-        raise DatasetFormatError(f"Cannot read {path}: corrupt or not a NIfTI file ({err}). Replace it.") from err
-
-
-def _read_nifti(path: Path, image: bool) -> np.ndarray:
-    """Voxels of a NIfTI volume: float32 intensities (scaling applied) for an image, stored values for a seg."""
-    try:
-        volume = nib.load(str(path))
-        data = volume.get_fdata(dtype=np.float32) if image else np.asanyarray(volume.dataobj)
-    except _NIFTI_ERRORS as err:
-        raise DatasetFormatError(f"Cannot read {path}: corrupt or not a NIfTI file ({err}). Replace it.") from err
-    if data.ndim != 3:
-        raise DatasetFormatError(f"{path} has {data.ndim} dimensions {data.shape}; BraTS volumes are 3D.")
-    return data
+    """The shape `(slices, rows, columns)` of a case's first modality cut into axial display slices."""
+    volume = _read_nifti(case_files(case, modalities)[0][modalities[0]], image=True)
+    return _axial(volume.array, volume).shape
 
 
 def _remap_seg(seg: np.ndarray, path: Path, label_map: Mapping[int, int]) -> np.ndarray:
@@ -456,19 +460,30 @@ def _remap_seg(seg: np.ndarray, path: Path, label_map: Mapping[int, int]) -> np.
 
 def _read_case(case: Path, modalities: tuple[str, ...], label_map: Mapping[int, int],
                in_plane: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """(image (H, W, D, C) float32, label (H, W, D) uint8) of one case folder, every volume checked."""
+    """(image (D, H, W, C) float32, label (D, H, W) uint8) of one case folder as axial display slices (inferior to
+    superior), every volume checked: one voxel grid per case, one in-plane size for all cases."""
     volumes, seg_path = case_files(case, modalities)
     images = [_read_nifti(volumes[m], image=True) for m in modalities]
     seg = _read_nifti(seg_path, image=False)
-    reference = volumes[modalities[0]]
-    for path, data in (*zip(volumes.values(), images, strict=True), (seg_path, seg)):
-        if data.shape != images[0].shape:
-            raise DatasetFormatError(f"{path} has shape {data.shape} but {reference} has {images[0].shape}: every "
-                                     "volume of a case must have one voxel grid.")
-    if images[0].shape[:2] != in_plane:
-        raise DatasetFormatError(f"{reference} has slices of {images[0].shape[:2]} voxels but the first case has "
-                                 f"{in_plane}: every case must have one in-plane size.")
-    return np.stack(images, axis=-1), _remap_seg(seg, seg_path, label_map)
+    reference = images[0]
+    axes = aff2axcodes(reference.affine)
+    for volume in (*images, seg):
+        if volume.array.shape != reference.array.shape:
+            raise DatasetFormatError(f"{volume.path} has shape {volume.array.shape} but {reference.path} has "
+                                     f"{reference.array.shape}: every volume of a case must have one voxel grid.")
+        if aff2axcodes(volume.affine) != axes:
+            raise DatasetFormatError(
+                f"{volume.path} stores its voxels in {''.join(map(str, aff2axcodes(volume.affine)))} order but "
+                f"{reference.path} in {''.join(map(str, axes))}: every volume of a case must have one voxel grid "
+                "(resample or reorient it onto the other modalities' grid, or fix its header)."
+            )
+    # One transform for all: the label and every channel stay voxel for voxel on the first modality's grid.
+    image = _axial(np.stack([volume.array for volume in images], axis=-1), reference)
+    if image.shape[1:3] != in_plane:
+        raise DatasetFormatError(f"{reference.path} has axial slices of {image.shape[1:3]} voxels (rows, columns, as "
+                                 f"displayed) but the first case has {in_plane}: every case must have one in-plane "
+                                 "size.")
+    return image, _remap_seg(_axial(seg.array, reference), seg_path, label_map)
 
 
 def _generate_nifti(items: list[str], in_plane: tuple[int, int], modalities: tuple[str, ...],
@@ -477,10 +492,10 @@ def _generate_nifti(items: list[str], in_plane: tuple[int, int], modalities: tup
     def read(item: str) -> list[dict[str, Any]]:
         case = Path(item)
         image, label = _read_case(case, modalities, dict(label_map), in_plane)
-        lo, hi = slices or (0, label.shape[2])
+        lo, hi = slices or (0, label.shape[0])
         rows = []
-        for z in range(lo, min(hi, label.shape[2])):
-            slice_image, slice_label = np.ascontiguousarray(image[:, :, z]), label[:, :, z]
+        for z in range(lo, min(hi, label.shape[0])):
+            slice_image, slice_label = np.ascontiguousarray(image[z]), np.ascontiguousarray(label[z])
             if _keep(slice_image, slice_label, min_tumor_pixels, skip_blank):
                 rows.append(_row(slice_image, slice_label, case.name, z))
         return rows  # all of a case or none of it: an error part-way through skips the whole case
@@ -527,7 +542,7 @@ def load_brats2020_nifti(
     Args:
         modalities: the image channels, in this order (default t1, t1ce, t2, flair, as the HDF5 loader).
         label_map: raw segmentation value -> class (default `BRATS_NIFTI_LABELS`, {0: 0, 1: 1, 2: 2, 4: 3}).
-        slices: keep axial indices lo <= z < hi only (`(lo, hi)` or `range(lo, hi)`).
+        slices: keep axial indices lo <= z < hi only (`(lo, hi)` or `range(lo, hi)`), z counted from inferior.
         skip_blank: drop slices whose image is zero in every modality (outside the brain).
         min_tumor_pixels: keep only slices with at least this many tumour pixels (1: slices with tumour).
         skip_bad: skip unreadable or inconsistent cases with a warning instead of raising.
@@ -540,13 +555,13 @@ def load_brats2020_nifti(
     shape = _probe(cases, lambda case: _nifti_shape(Path(case), modalities), skip_bad)
     split_items = _split(cases, [Path(case).name for case in cases], validation_fraction, seed)
     result = build_splits(
-        "brats2020-nifti", _generate_nifti, split_items, _features(shape[0], shape[1], len(modalities)),
-        gen_kwargs=dict(in_plane=tuple(shape[:2]), modalities=modalities, label_map=tuple(sorted(label_map.items())),
+        "brats2020-nifti", _generate_nifti, split_items, _features(shape[1], shape[2], len(modalities)),
+        gen_kwargs=dict(in_plane=tuple(shape[1:3]), modalities=modalities, label_map=tuple(sorted(label_map.items())),
                         slices=_slice_range(slices), min_tumor_pixels=int(min_tumor_pixels),
                         skip_blank=bool(skip_blank), skip_bad=skip_bad),
         cache_dir=cache_dir, num_proc=num_proc, streaming=streaming,
         expected_rows={split: 0 for split in split_items},  # rows per case vary: cases are counted below instead
     )
     _warn_empty_cases(result, split_items)
-    _describe(result, "NIfTI volumes, axial slices as stored", modalities)
+    _describe(result, "NIfTI volumes, axial slices in radiological display", modalities)
     return result

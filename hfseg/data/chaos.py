@@ -8,11 +8,11 @@ Train_Sets/MR/<id>/T2SPIR/Ground/IMG-<ser>-<nnnnn>.png       # same stem as its 
 ```
 `T1DUAL/` and `CT/` are ignored. The Test_Sets have no `Ground/` and cannot be loaded.
 
-Image: the DICOM's stored pixel values (`pixel_array`) as they are, no rescale slope, window or flip: uint16
-(12-bit MR data stored in 16 bits) kept losslessly in a 16-bit `Image`; an 8-bit DICOM stays 8-bit. The size is
-the DICOM's Rows x Columns (typically 256 x 256 ⚠, not assumed). A signed DICOM (PixelRepresentation 1) is
-accepted when none of its values is negative (cast losslessly to uint16) and is an error otherwise; pixel data
-that are not one 2D grey frame (multi-frame, RGB) are an error.
+Image: the DICOM's stored pixel values (`pixel_array`, read through `hfseg.io`) as they are, no rescale slope,
+window or flip: uint16 (12-bit MR data stored in 16 bits) kept losslessly in a 16-bit `Image`; an 8-bit DICOM stays
+8-bit. The size is the DICOM's Rows x Columns (typically 256 x 256 ⚠, not assumed). A signed DICOM
+(PixelRepresentation 1) is accepted when none of its values is negative (cast losslessly to uint16) and is an error
+otherwise; pixel data that are not one 2D grey frame (multi-frame, RGB) are an error.
 
 Label: the Ground PNG (8-bit grey) mapped by value range, inclusive (`value_ranges`, defaults from the CHAOS
 documentation): 55-70 -> 1 liver (63), 110-135 -> 2 right_kidney (126), 175-200 -> 3 left_kidney (189),
@@ -33,7 +33,8 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from .common import DatasetFormatError, build_splits, check_same_size, grey_mask, read_image, skipping
+from ..io.dicom import dcmread, decode, open_dataset  # noqa: F401  (dcmread re-exported: other modules import it here)
+from .common import DatasetFormatError, build_splits, check_same_size, file_errors, grey_mask, read_image, skipping
 from .features import classes_present, segmentation_features
 from .splits import group_split
 
@@ -114,40 +115,17 @@ def _check_pair(item: Item) -> None:
         )
 
 
-def dcmread(path: str | Path):
-    """A DICOM file, or a bare data set without preamble and file meta (as some anonymizers write) that holds
-    pixel data; anything else raises pydicom's `InvalidDicomError`."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
-
-    try:
-        return pydicom.dcmread(path)
-    except InvalidDicomError:
-        ds = pydicom.dcmread(path, force=True)
-        if "PixelData" not in ds or "Rows" not in ds:
-            raise
-    implicit, little = ds.original_encoding
-    ds.file_meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
-                                      ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
-    return ds
-
-
 def read_dicom(path: str | Path) -> np.ndarray:
-    """The stored pixel values of a one-frame grey DICOM (Rows x Columns), unsigned, or a clear error."""
-    from pydicom.errors import InvalidDicomError
+    """The stored pixel values of a one-frame grey DICOM (Rows x Columns), unsigned, or a clear error.
 
-    try:
-        ds = dcmread(path)
+    Read through `hfseg.io` (`open_dataset`, which also accepts a bare data set without file meta, and `decode`):
+    no modality LUT, window or flip.
+    """
+    with file_errors():
+        ds = open_dataset(Path(path))
         if "PixelData" not in ds:
             raise DatasetFormatError(f"DICOM {path} has no pixel data: replace it with the archive's file.")
-        pixels = ds.pixel_array
-    except DatasetFormatError:
-        raise
-    except (InvalidDicomError, OSError, EOFError, ValueError, AttributeError, KeyError, TypeError, RuntimeError,
-            NotImplementedError) as err:
-        raise DatasetFormatError(f"Cannot read DICOM {path}: corrupt or not a DICOM ({err}). Replace or remove it.",
-                                 ) from err
+        pixels = decode(ds, Path(path))
     expected = (int(ds.Rows), int(ds.Columns))
     if pixels.shape != expected:
         raise DatasetFormatError(

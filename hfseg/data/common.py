@@ -11,24 +11,45 @@ import functools
 import hashlib
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import datasets
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+
+from ..io import MedicalFileError, read_picture_array
 
 
 # Part of every cache key: bump it when a loader's output for the same files changes (a fix, a new column), so
 # caches written by an older version are not served.
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"  # 2: BraTS NIfTI and demo slices in hfseg.io's display convention
 
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
-class DatasetFormatError(ValueError):
-    """A dataset file or folder does not follow the expected layout; the message names the file and the fix."""
+class DatasetFormatError(MedicalFileError):
+    """A dataset file or folder does not follow the expected layout; the message names the file and the fix.
+
+    A `hfseg.io.MedicalFileError` (so one `except MedicalFileError` catches refused files everywhere); the loaders
+    raise this subclass, which `skip_bad` counts, also for the file layer's own errors (`file_errors`).
+    """
+
+
+@contextmanager
+def file_errors() -> Iterator[None]:
+    """Re-raise a `MedicalFileError` from `hfseg.io` as a `DatasetFormatError` with the same message.
+
+    Its cause stays the library error underneath (pydicom's, Pillow's, nibabel's) when there is one, as before the
+    loaders read through `hfseg.io`.
+    """
+    try:
+        yield
+    except DatasetFormatError:
+        raise
+    except MedicalFileError as err:
+        raise DatasetFormatError(str(err)) from (err.__cause__ or err)
 
 
 def require_dir(path: str | Path, what: str) -> Path:
@@ -40,12 +61,10 @@ def require_dir(path: str | Path, what: str) -> Path:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """Pixels of a PNG/JPEG/TIFF/BMP file as stored (8 or 16 bit, grey or RGB), or a clear error."""
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise DatasetFormatError(f"Cannot read {path}: corrupt or not an image ({err}). Replace or remove it.") from err
+    """Pixels of a PNG/JPEG/TIFF/BMP file as stored (8 or 16 bit, grey or RGB; a palette image gives its indices),
+    read by `hfseg.io.read_picture_array`; an unreadable file is a `DatasetFormatError` naming it."""
+    with file_errors():
+        return read_picture_array(path, convert=False)
 
 
 def grey_mask(mask: np.ndarray, path: Any, fix: str = "save masks as one grey channel") -> np.ndarray:

@@ -10,6 +10,13 @@ Label rule, per voxel of an axial slice (probabilities are the maps' uint8 value
   `p_gm + p_wm >= 0.1` with its holes filled in 2D (so the ventricles count as CSF);
 - 0 background: everything else (skull, scalp, air).
 
+Slices: `hfseg.io.to_slices(volume, affine, "axial")` of the template read with `hfseg.io.read_nifti` (stored
+RAS, uint8): axial slices displayed as radiology viewers show them, from inferior to superior, anterior at the top and
+the patient's right on the image's left, the convention in which `hfseg.inference` cuts a NIfTI volume for a 2D
+model, so the demo and a NIfTI volume agree. (Before `CACHE_VERSION` 2 the slices were `np.rot90(a[:, :, z])`, with
+the patient's right on the image's right; the symmetric template is exactly left-right symmetric, so the images are
+the same either way.)
+
 Slices whose envelope covers at least `min_brain_fraction` of the largest slice's are kept, cropped to the square
 bounding box of all kept envelopes (plus a margin), and resized to `size` x `size` (image bilinear, antialiased;
 labels nearest). Images stay uint8 (the template's own stored type).
@@ -30,12 +37,15 @@ from __future__ import annotations
 
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 
 import datasets
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..io import MedicalImage, read_nifti, to_slices
+from .common import CACHE_VERSION
 from .features import classes_present, segmentation_features
 from .splits import group_split
 
@@ -47,9 +57,8 @@ _FILES = {
 }
 
 
-def _volumes() -> dict[str, np.ndarray]:
-    import nibabel as nib
-
+def _template() -> dict[str, MedicalImage]:
+    """The template's `t1`, `gm` and `wm` volumes read with `hfseg.io.read_nifti`, uint8 as stored."""
     folder = resources.files("nilearn") / "datasets" / "data"
     volumes = {}
     for key, name in _FILES.items():
@@ -57,8 +66,41 @@ def _volumes() -> dict[str, np.ndarray]:
         if not path.is_file():
             raise FileNotFoundError(f"The demo needs {name} from the nilearn package; reinstall nilearn (pip install "
                                     "nilearn).")
-        volumes[key] = np.asarray(nib.load(str(path)).dataobj)
+        volumes[key] = read_nifti(Path(str(path)), dtype="stored")
     return volumes
+
+
+def _volumes() -> dict[str, np.ndarray]:
+    """The template's voxels in storage order (x, y, z) = RAS, uint8 (spaces/examples/make_examples.py reads them)."""
+    return {key: volume.array for key, volume in _template().items()}
+
+
+def template_slices() -> dict[str, np.ndarray]:
+    """The template's `t1`, `gm` and `wm` volumes as axial display slices (Z, rows, columns), uint8 as stored."""
+    return {key: to_slices(volume.array, volume.affine, "axial", volume.name) for key, volume in _template().items()}
+
+
+def crop_box(envelopes: list[np.ndarray], min_brain_fraction: float,
+             margin: int) -> tuple[list[int], tuple[slice, slice]]:
+    """The kept slice indices and the square crop (rows, columns) of the module's rule, from per-slice envelopes."""
+    areas = np.array([e.sum() for e in envelopes])
+    kept = [z for z in range(len(areas)) if areas[z] >= min_brain_fraction * areas.max()]
+    union = np.any([envelopes[z] for z in kept], axis=0)
+    rows, cols = np.nonzero(union)
+    side = max(np.ptp(rows), np.ptp(cols)) + 1 + 2 * margin
+    top = max(0, (rows.min() + rows.max()) // 2 - side // 2)
+    left = max(0, (cols.min() + cols.max()) // 2 - side // 2)
+    return kept, (slice(top, top + side), slice(left, left + side))
+
+
+def _square(array: np.ndarray, crop: tuple[slice, slice], size: int, mode: str) -> torch.Tensor:
+    """`array[crop]` zero-padded to the crop's full square (at the volume's edge) and resized to `size` x `size`."""
+    side = crop[0].stop - crop[0].start
+    square = np.zeros((side, side), np.float32)
+    patch = array[crop]
+    square[: patch.shape[0], : patch.shape[1]] = patch
+    options = {"antialias": True, "align_corners": False} if mode == "bilinear" else {}
+    return F.interpolate(torch.from_numpy(square)[None, None], size=(size, size), mode=mode, **options)[0, 0]
 
 
 @lru_cache(maxsize=2)
@@ -69,40 +111,25 @@ def demo_slices(size: int = 128, min_brain_fraction: float = 0.2, margin: int = 
     """
     from scipy.ndimage import binary_fill_holes
 
-    vol = _volumes()
+    vol = template_slices()
     gm, wm = vol["gm"].astype(np.float32) / 255, vol["wm"].astype(np.float32) / 255
-    # Axial slices displayed with anterior at the top: rows = -y, columns = x.
-    axial = lambda a, z: np.rot90(a[:, :, z])  # noqa: E731
-    tissue = gm + wm
-    envelopes = [binary_fill_holes(axial(tissue, z) >= 0.1) for z in range(gm.shape[2])]
-    areas = np.array([e.sum() for e in envelopes])
-    kept = [z for z in range(len(areas)) if areas[z] >= min_brain_fraction * areas.max()]
-    union = np.any([envelopes[z] for z in kept], axis=0)
-    rows, cols = np.nonzero(union)
-    side = max(np.ptp(rows), np.ptp(cols)) + 1 + 2 * margin
-    top = max(0, (rows.min() + rows.max()) // 2 - side // 2)
-    left = max(0, (cols.min() + cols.max()) // 2 - side // 2)
+    envelopes = [binary_fill_holes(tissue >= 0.1) for tissue in gm + wm]
+    kept, crop = crop_box(envelopes, min_brain_fraction, margin)
     images, labels = [], []
     for z in kept:
-        g, w = axial(gm, z), axial(wm, z)
+        g, w = gm[z], wm[z]
         label = np.where(envelopes[z], 1, 0)
         label[(g >= 0.5) & (g >= w)] = 2
         label[(w >= 0.5) & (w > g)] = 3
-        crop = (slice(top, top + side), slice(left, left + side))
-        image = np.zeros((side, side), np.float32)
-        mask = np.zeros((side, side), np.float32)
-        patch = axial(vol["t1"], z)[crop]
-        image[: patch.shape[0], : patch.shape[1]] = patch
-        mask[: patch.shape[0], : patch.shape[1]] = label[crop]
-        image_t = F.interpolate(torch.from_numpy(image)[None, None], size=(size, size), mode="bilinear",
-                                antialias=True, align_corners=False)[0, 0]
-        mask_t = F.interpolate(torch.from_numpy(mask)[None, None], size=(size, size), mode="nearest-exact")[0, 0]
-        images.append(image_t.round().clamp(0, 255).to(torch.uint8).numpy())
-        labels.append(mask_t.to(torch.uint8).numpy())
+        images.append(_square(vol["t1"][z], crop, size, "bilinear").round().clamp(0, 255).to(torch.uint8).numpy())
+        labels.append(_square(label, crop, size, "nearest-exact").to(torch.uint8).numpy())
     return np.stack(images), np.stack(labels), kept
 
 
-def _generate(split: str, size: int, block_size: int, validation_fraction: float, seed: int, min_brain_fraction: float):
+def _generate(split: str, size: int, block_size: int, validation_fraction: float, seed: int, min_brain_fraction: float,
+              cache_key: str):
+    """The rows of one split; `cache_key` only enters the `datasets` fingerprint (which does not see code changes
+    in the functions this one calls)."""
     images, labels, zs = demo_slices(size, min_brain_fraction)
     blocks = [f"mni152-block{(z - zs[0]) // block_size:02d}" for z in zs]
     train, validation = group_split(blocks, validation_fraction, seed)
@@ -126,6 +153,6 @@ def load_demo(
             _generate, features=features, cache_dir=cache_dir, split=datasets.Split(split),
             gen_kwargs={"split": split, "size": size, "block_size": block_size,
                         "validation_fraction": validation_fraction, "seed": seed,
-                        "min_brain_fraction": min_brain_fraction},
+                        "min_brain_fraction": min_brain_fraction, "cache_key": f"demo|{CACHE_VERSION}"},
         )
     return datasets.DatasetDict(splits)

@@ -11,8 +11,9 @@ from datasets import Array3D, load_from_disk
 import hfseg.data
 from hfseg.data import brats
 from hfseg.data.brats import BRATS_ID2LABEL, BRATS_REGIONS, DatasetFormatError, brats_regions
-from tests.data.fixtures.brats import (DEPTH, H, H5_DIR, NIFTI_DIR, QUIRK_CASE, W, label_channels, region_channels,
-                                       save_nifti, tumour_label, write_h5, write_h5_slice, write_nifti)
+from tests.data.fixtures.brats import (DEPTH, H, H5_DIR, NIFTI_DIR, QUIRK_CASE, STORAGE, STORED_SHAPE, W,
+                                       label_channels, region_channels, save_nifti, tumour_label,
+                                       write_h5, write_h5_slice, write_nifti)
 
 
 def load(name, root, **kw):
@@ -244,7 +245,7 @@ def test_nifti_slice_filters_and_modalities(tmp_path):
 def test_nifti_label_map_reads_other_labellings(tmp_path):
     write_nifti(tmp_path / "d", cases=(1, 2))
     case = tmp_path / "d" / NIFTI_DIR / "BraTS20_Training_002"
-    seg = np.zeros((H, W, DEPTH), np.uint8)
+    seg = np.zeros(STORED_SHAPE, np.uint8)
     seg[2:5, 2:5, 1:3] = 3  # BraTS 2023 style: ET is 3
     save_nifti(seg, case / "BraTS20_Training_002_seg.nii.gz")
     with pytest.raises(DatasetFormatError, match=r"BraTS20_Training_002_seg.nii.gz has values \[3\] outside "
@@ -252,6 +253,63 @@ def test_nifti_label_map_reads_other_labellings(tmp_path):
         load("brats2020-nifti", tmp_path / "d")
     ds = load("brats2020-nifti", tmp_path / "d", label_map={0: 0, 1: 1, 2: 2, 3: 3, 4: 3}, validation_fraction=0.0)
     assert np.count_nonzero(rows(ds["train"])[("BraTS20_Training_002", 1)]["label"] == 3) == 9
+
+
+@pytest.mark.parametrize("storage", sorted(STORAGE))
+def test_nifti_marker_voxel_lands_where_the_display_convention_says(tmp_path, storage):
+    """A voxel at a known world point is shown on the row/column radiology viewers show it on: rows run from
+    anterior to posterior, columns from the patient's right to left, slices from inferior to superior; whatever
+    order the file stores its voxels in. Expected positions come from world coordinates, not from hfseg.io."""
+    affine, _ = STORAGE[storage]
+    shape = (H, W, DEPTH) if storage == "PLS" else STORED_SHAPE  # the stored shape of (DEPTH, H, W) display slices
+    index = (1, 3, 2) if storage != "PLS" else (3, 1, 2)
+    corners = np.array([[i, j, k, 1] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1) for k in (0, shape[2] - 1)])
+    world = (corners @ affine.T)[:, :3]
+    x, y, z = affine[:3, :3] @ index + affine[:3, 3]
+    expected = (round(z - world[:, 2].min()), round(world[:, 1].max() - y), round(world[:, 0].max() - x))
+    folder = tmp_path / "d" / NIFTI_DIR / "BraTS20_Training_001"
+    folder.mkdir(parents=True)
+    marker = np.zeros(shape, np.int16)
+    marker[index] = 7
+    for modality in ("t1", "t1ce", "t2", "flair"):
+        save_nifti(marker, folder / f"BraTS20_Training_001_{modality}.nii.gz", storage)
+    save_nifti((marker > 0).astype(np.uint8), folder / "BraTS20_Training_001_seg.nii.gz", storage)
+    ds = load("brats2020-nifti", tmp_path / "d", skip_blank=False, validation_fraction=0.0)
+    assert ds["train"].features["image"] == Array3D((H, W, 4), "float32")  # one in-plane size whatever the storage
+    got = rows(ds["train"])
+    assert set(got) == {("BraTS20_Training_001", z) for z in range(DEPTH)}
+    row = got[("BraTS20_Training_001", expected[0])]
+    assert list(zip(*np.nonzero(row["image"][..., 0]))) == [expected[1:]]
+    assert list(zip(*np.nonzero(row["label"]))) == [expected[1:]]
+    # In words, for BraTS' own LPS storage: voxel i=1 is near the patient's right, j=3 near the front.
+    if storage == "LPS":
+        assert expected == (2, 3, 1)
+
+
+def test_nifti_cases_stored_in_different_orders_give_the_same_display_slices(tmp_path):
+    truth = write_nifti(tmp_path / "d", storage={1: "LPS", 2: "PLS", 355: "RAS"})  # PLS: axes permuted on disk
+    ds = load("brats2020-nifti", tmp_path / "d", skip_blank=False)
+    assert ds["train"].features["image"] == Array3D((H, W, 4), "float32")
+    check_against(ds, truth, truth)
+    inferior_first = write_nifti(tmp_path / "i", cases=(1,), storage="LPI")  # slices stored superior to inferior
+    got = all_rows(load("brats2020-nifti", tmp_path / "i", skip_blank=False, validation_fraction=0.0))
+    for z in range(DEPTH):  # `slice` still counts from the inferior end
+        np.testing.assert_array_equal(got[("BraTS20_Training_001", z)]["label"],
+                                      inferior_first[("BraTS20_Training_001", z)].label)
+
+
+def test_nifti_slices_are_the_stored_ones_transposed_for_brats_lps(tmp_path):
+    """BraTS stores LPS: the display slice z is the stored `volume[:, :, z]` transposed (what the loader gave before
+    hfseg.io's display convention)."""
+    write_nifti(tmp_path / "d", cases=(1,))
+    import nibabel as nib
+
+    stored = np.asarray(nib.load(str(tmp_path / "d" / NIFTI_DIR / "BraTS20_Training_001" /
+                                     "BraTS20_Training_001_seg.nii.gz")).dataobj)
+    got = rows(load("brats2020-nifti", tmp_path / "d", skip_blank=False, validation_fraction=0.0)["train"])
+    for z in range(DEPTH):
+        np.testing.assert_array_equal(got[("BraTS20_Training_001", z)]["label"],
+                                      np.where(stored[:, :, z] == 4, 3, stored[:, :, z]).T)
 
 
 def _case(root, n=2):
@@ -270,12 +328,16 @@ def _truncate(path):
          r"Case .*BraTS20_Training_002 has no t2 volume: expected .*BraTS20_Training_002_t2.nii.gz \(or .nii\)"),
         (lambda r: (_case(r) / "BraTS20_Training_002_seg.nii.gz").unlink(),
          r"Case .*BraTS20_Training_002 has no segmentation.*required: validation and test cases come without one"),
-        (lambda r: save_nifti(np.zeros((H, W, 4), np.uint8), _case(r) / "BraTS20_Training_002_seg.nii.gz"),
-         r"BraTS20_Training_002_seg.nii.gz has shape \(12, 10, 4\) but .*002_t1.nii.gz has \(12, 10, 5\)"),
-        (lambda r: save_nifti(np.zeros((H, 8, DEPTH), np.int16), _case(r) / "BraTS20_Training_002_flair.nii.gz"),
-         r"BraTS20_Training_002_flair.nii.gz has shape \(12, 8, 5\) but .*002_t1.nii.gz has \(12, 10, 5\)"),
-        (lambda r: [save_nifti(np.zeros((W, H, DEPTH), np.int16), p) for p in _case(r).iterdir()],
-         r"BraTS20_Training_002_t1.nii.gz has slices of \(10, 12\) voxels but the first case has \(12, 10\)"),
+        (lambda r: save_nifti(np.zeros((W, H, 4), np.uint8), _case(r) / "BraTS20_Training_002_seg.nii.gz"),
+         r"BraTS20_Training_002_seg.nii.gz has shape \(10, 12, 4\) but .*002_t1.nii.gz has \(10, 12, 5\)"),
+        (lambda r: save_nifti(np.zeros((W, 8, DEPTH), np.int16), _case(r) / "BraTS20_Training_002_flair.nii.gz"),
+         r"BraTS20_Training_002_flair.nii.gz has shape \(10, 8, 5\) but .*002_t1.nii.gz has \(10, 12, 5\)"),
+        (lambda r: [save_nifti(np.zeros((H, W, DEPTH), np.int16), p) for p in _case(r).iterdir()],
+         r"BraTS20_Training_002_t1.nii.gz has axial slices of \(10, 12\) voxels \(rows, columns, as displayed\) but "
+         r"the first case has \(12, 10\)"),
+        (lambda r: save_nifti(np.zeros(STORED_SHAPE, np.uint8), _case(r) / "BraTS20_Training_002_seg.nii.gz", "RAS"),
+         r"BraTS20_Training_002_seg.nii.gz stores its voxels in RAS order but .*002_t1.nii.gz in LPS: every volume "
+         r"of a case must have one voxel grid"),
         (lambda r: (_case(r) / "BraTS20_Training_002_t1ce.nii.gz").write_bytes(b"garbage"),
          r"Cannot read .*BraTS20_Training_002_t1ce.nii.gz: corrupt or not a NIfTI file"),
         (lambda r: _truncate(_case(r) / "BraTS20_Training_002_t1ce.nii.gz"),

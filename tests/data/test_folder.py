@@ -82,6 +82,16 @@ def test_bad_input_names_the_file(tmp_path, damage, message):
         load(tmp_path / "d")
 
 
+def test_an_unreadable_file_is_a_medical_file_error(tmp_path):
+    """The loaders read through hfseg.io: one `except MedicalFileError` catches what they refuse."""
+    from hfseg.io import MedicalFileError
+
+    write_fixture(tmp_path / "d")
+    (tmp_path / "d" / "masks" / "case0_slice002_mask.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    with pytest.raises(MedicalFileError, match=r"Cannot read .*case0_slice002_mask.png: corrupt"):
+        load(tmp_path / "d")
+
+
 def test_values_outside_the_classes_suggest_the_fix(tmp_path):
     write_fixture(tmp_path / "d")
     with pytest.raises(DatasetFormatError, match=r"values \[255\] outside the 2 classes; pass value_map"):
