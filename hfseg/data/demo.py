@@ -13,8 +13,7 @@ Label rule, per voxel of an axial slice (probabilities are the maps' uint8 value
 Slices: `hfseg.io.to_slices(volume, affine, "axial")` of the template read with `hfseg.io.read_nifti` (stored
 RAS, uint8): axial slices displayed as radiology viewers show them, from inferior to superior, anterior at the top and
 the patient's right on the image's left, the convention in which `hfseg.inference` cuts a NIfTI volume for a 2D
-model, so the demo and a NIfTI volume agree. The
-symmetric template is exactly left-right symmetric.
+model, so the demo and a NIfTI volume agree. The symmetric template is exactly left-right symmetric.
 
 Slices whose envelope covers at least `min_brain_fraction` of the largest slice's are kept, cropped to the square
 bounding box of all kept envelopes (plus a margin), and resized to `size` x `size` (image bilinear, antialiased;
