@@ -2,7 +2,8 @@
 
 - `brain_<z>.png`: three validation slices at different heights, 8-bit grey, as the dataset stores them.
 - `brain_mr.dcm`: another validation slice as a 16-bit MR DICOM (values x 16, a 12-bit range) with `PixelSpacing`.
-- `brain_volume.nii.gz`: five contiguous validation slices as a small 3D NIfTI (RAS+, voxel sizes in the header).
+- `brain_volume.nii.gz`: five contiguous validation slices as a small 3D NIfTI (RAS+, voxel sizes in the header),
+  stored so that its axial slices in hfseg's display convention (`hfseg.io.to_slices`) are the demo's images.
 
 The demo slices are crops of `side` x `side` 1 mm voxels of the MNI template resized to 128 x 128, so their pixel
 spacing is side / 128 mm; it is recomputed here from the dataset's rule.
@@ -22,6 +23,7 @@ from scipy.ndimage import binary_fill_holes
 
 import hfseg.data
 from hfseg.data.demo import _volumes
+from hfseg.io import from_slices
 
 HERE = Path(__file__).parent
 
@@ -68,8 +70,10 @@ def main() -> None:
         Image.fromarray(images[i]).save(HERE / f"brain_{i:02d}.png", optimize=True)
     write_dicom(HERE / "brain_mr.dcm", images[n // 3].astype(np.uint16) * 16, spacing)
     start = next(i for i in range(n - 5) if len(set(cases[i : i + 5])) == 1 and i > n // 3)
-    volume = np.stack([np.rot90(images[i], -1) for i in range(start, start + 5)], axis=-1)  # (x, y, z)
-    nib.save(nib.Nifti1Image(volume, np.diag([spacing, spacing, 1.0, 1.0])), HERE / "brain_volume.nii.gz")
+    affine = np.diag([spacing, spacing, 1.0, 1.0])  # RAS+
+    slices = np.stack([images[i] for i in range(start, start + 5)])
+    volume = from_slices(slices, affine, "axial")  # stored (x, y, z); its axial slices are the demo's images
+    nib.save(nib.Nifti1Image(volume, affine), HERE / "brain_volume.nii.gz")
     print(f"spacing {spacing:.4f} mm; PNG slices {n // 5}, {n // 2}, {4 * n // 5}; DICOM {n // 3}; "
           f"NIfTI {start}-{start + 4}")
 
