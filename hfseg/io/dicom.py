@@ -2,32 +2,60 @@
 
 - Pixel values go through the modality LUT (RescaleSlope / RescaleIntercept: Hounsfield units for CT), per frame
   for enhanced multi-frame files; pixels equal to PixelPaddingValue (up to PixelPaddingRangeLimit) are set to the
-  smallest real value (background).
+  smallest real value of the whole image or volume (background). PALETTE COLOR images become RGB, as shown.
 - Compressed transfer syntaxes are decoded by pydicom's pixel handlers; JPEG, JPEG-LS and JPEG 2000 need the
   `dicom` extra (`pip install "hfseg[dicom]"`), which the error names when a decoder is missing.
 - A series folder is grouped by SeriesInstanceUID (several series are refused, their UIDs listed: pick one with
   `series=`), sorted by slice position along the slice normal (ImagePositionPatient projected on the cross product
   of ImageOrientationPatient's cosines), never by file name, and checked for one size, orientation and spacing.
+  Multi-frame files are sorted the same way (per-frame positions, or an RT Dose GridFrameOffsetVector); slices or
+  frames at a repeated position (several echoes or time points) are refused.
+- A damaged file fails where pydicom first converts the damaged element; every such failure is a
+  `MedicalFileError` naming the file.
 - Geometry: DICOM patient coordinates (LPS) become a RAS+ affine (nibabel's convention). A volume is stored
   (columns, rows, slices), as DICOM-to-NIfTI converters store it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import struct
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import MedicalFileError
-from .image import MedicalImage
+from .image import MedicalImage, check_dtype
 
 DICOM_EXTENSIONS = (".dcm", ".dicom", ".ima")
 EXTRA_HINT = 'install the decoders with pip install "hfseg[dicom]" (pylibjpeg, openjpeg, jpeg-ls)'
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-_READ_ERRORS = (OSError, EOFError, ValueError, AttributeError, KeyError, TypeError, IndexError, OverflowError)
+_READ_ERRORS = (OSError, EOFError, ValueError, AttributeError, KeyError, TypeError, IndexError, OverflowError,
+                RuntimeError, NotImplementedError, struct.error)
+
+
+def _data_errors() -> tuple[type[BaseException], ...]:
+    """What pydicom raises for a broken file, when it is read or when an element is first used (elements are
+    converted lazily, so a damaged value fails where it is used, not where the file is opened)."""
+    from pydicom.errors import BytesLengthException, InvalidDicomError
+
+    return (InvalidDicomError, BytesLengthException, *_READ_ERRORS)
+
+
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Every failure inside as a `MedicalFileError` naming `path` (a `MedicalFileError` passes as it is)."""
+    try:
+        yield
+    except MedicalFileError:
+        raise
+    except _data_errors() as err:
+        raise MedicalFileError(f"Cannot read {path}: corrupt or not a DICOM file ({type(err).__name__}: {err}). "
+                               "Replace it with the archive's file.") from err
 
 
 def has_dicom_marker(path: str | Path) -> bool:
@@ -66,13 +94,8 @@ def dcmread(path: str | Path, stop_before_pixels: bool = False):
 
 def open_dataset(path: Path, stop_before_pixels: bool = False):
     """`dcmread` with every failure as a `MedicalFileError` naming the file."""
-    from pydicom.errors import InvalidDicomError
-
-    try:
+    with _reading(path):
         return dcmread(path, stop_before_pixels)
-    except (InvalidDicomError, *_READ_ERRORS, RuntimeError, NotImplementedError) as err:
-        raise MedicalFileError(f"Cannot read {path}: corrupt or not a DICOM file ({type(err).__name__}: {err}). "
-                               "Replace it with the archive's file.") from err
 
 
 # -- pixel data --------------------------------------------------------------------------------------------------
@@ -82,6 +105,9 @@ def decode(ds: Any, path: Path, max_pixels: int | None = None) -> np.ndarray:
         kind = ds.get("Modality", "") or ds.get("SOPClassUID", "")
         raise MedicalFileError(f"{path} holds no image (no pixel data{f'; it is a {kind} object' if kind else ''}): "
                                "pass an image DICOM (CT, MR, ...) or a series folder.")
+    if ds.get("Rows") is None or ds.get("Columns") is None:
+        raise MedicalFileError(f"{path} has pixel data but no Rows / Columns: the file is corrupt or not an image "
+                               "DICOM; replace it with the archive's file.")
     try:
         rows, cols = int(ds.get("Rows")), int(ds.get("Columns"))
         frames = int(ds.get("NumberOfFrames", 1) or 1)
@@ -96,7 +122,11 @@ def decode(ds: Any, path: Path, max_pixels: int | None = None) -> np.ndarray:
     except Exception as err:  # pydicom raises many types for broken or unsupported pixel data
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         text = str(err)
-        if syntax is not None and getattr(syntax, "is_compressed", False) and (
+        try:
+            compressed = syntax is not None and syntax.is_compressed
+        except ValueError:  # not a transfer syntax UID at all
+            compressed = False
+        if compressed and (
                 "missing dependencies" in text or "no plugins" in text.lower() or "no pixel data handler" in text.lower()):
             raise MedicalFileError(f"{path} is compressed ({syntax.name}) and no installed decoder handles it: "
                                    f"{EXTRA_HINT}.") from err
@@ -152,14 +182,36 @@ def _padding(stored: np.ndarray, ds: Any) -> np.ndarray | None:
     return where if where.any() else None
 
 
-def _to_values(stored: np.ndarray, ds: Any, frame: int | None) -> np.ndarray:
-    """float32 values of one frame: modality LUT, then padding set to the smallest real value."""
+def _to_values(stored: np.ndarray, ds: Any, frame: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """float32 values of one frame (modality LUT applied) and where it holds padding."""
     padded = _padding(stored, ds)
-    values = _rescale(stored, ds, frame)
-    if padded is not None:
+    return _rescale(stored, ds, frame), padded if padded is not None else np.zeros(stored.shape, dtype=bool)
+
+
+def _fill_padding(values: np.ndarray, padded: np.ndarray) -> np.ndarray:
+    """`values` with its padding set to the smallest real value of the whole image or volume (background)."""
+    if padded.any():
         real = values[~padded]
         values[padded] = real.min() if real.size else 0.0
     return values
+
+
+def _stack_values(frames: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The (columns, rows, slices) float32 volume of per-slice `_to_values`, padding filled over the volume."""
+    values = np.stack([v for v, _ in frames], axis=-1).transpose(1, 0, 2).astype(np.float32, copy=False)
+    return _fill_padding(values, np.stack([p for _, p in frames], axis=-1).transpose(1, 0, 2))
+
+
+def _palette_rgb(stored: np.ndarray, ds: Any, path: Path) -> np.ndarray:
+    """A PALETTE COLOR image as the RGB viewers show (0-255, 16-bit palettes scaled down)."""
+    from pydicom.pixels import apply_color_lut
+
+    try:
+        rgb = np.asarray(apply_color_lut(stored, ds), dtype=np.float32)
+    except (ValueError, KeyError, AttributeError, TypeError, IndexError) as err:
+        raise MedicalFileError(f"{path} is a PALETTE COLOR image whose palette cannot be applied ({err}): the file "
+                               "is corrupt; export it as RGB.") from err
+    return rgb / 257.0 if rgb.size and rgb.max() > 255 else rgb
 
 
 # -- geometry ----------------------------------------------------------------------------------------------------
@@ -222,10 +274,11 @@ def _strip(ds: Any) -> Any:
     return ds
 
 
-def _meta(datasets: Sequence[Any], ds: Any) -> dict[str, Any]:
+def _meta(datasets: Sequence[Any], ds: Any, samples: int = 1) -> dict[str, Any]:
     return {"datasets": list(datasets), "series_uid": str(ds.get("SeriesInstanceUID", "")) or None,
             "frame_of_reference_uid": str(ds.get("FrameOfReferenceUID", "")) or None,
-            "geometry": "ImageOrientationPatient" in ds or "SharedFunctionalGroupsSequence" in ds}
+            "geometry": "ImageOrientationPatient" in ds or "SharedFunctionalGroupsSequence" in ds,
+            "samples_per_pixel": samples}
 
 
 def _modality(ds: Any) -> str | None:
@@ -235,38 +288,55 @@ def _modality(ds: Any) -> str | None:
 # -- files -------------------------------------------------------------------------------------------------------
 def read_dicom_file(path: str | Path, dtype: str = "float32", max_pixels: int | None = None) -> MedicalImage:
     """One DICOM file: a single frame as a 2D image (rows, columns) as stored and shown by viewers, with its
-    affine for (row, column, 0); a multi-frame file as a (columns, rows, frames) volume sorted by frame position
-    when the frames carry positions (enhanced CT/MR), else in stored order."""
+    affine for (row, column, 0) (a colour image is (rows, columns, 3), PALETTE COLOR converted to RGB unless
+    `dtype="stored"`); a multi-frame file as a (columns, rows, frames) volume sorted by frame position when the
+    frames carry positions (enhanced CT/MR, RT Dose grids), else in stored order. Frames at repeated positions
+    (several time points or echoes in one file) are refused."""
+    check_dtype(dtype)
     path = Path(path)
-    ds = open_dataset(path)
+    with _reading(path):
+        return _read_file(open_dataset(path), path, dtype, max_pixels)
+
+
+def _read_file(ds: Any, path: Path, dtype: str, max_pixels: int | None) -> MedicalImage:
     stored = decode(ds, path, max_pixels)
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     modality = _modality(ds)
     if frames == 1:
-        values = stored if dtype == "stored" or samples > 1 else _to_values(stored, ds, 0)
-        if dtype == "float32":
-            values = values.astype(np.float32)
+        if dtype == "stored":
+            values = stored
+        elif samples > 1:
+            values = stored.astype(np.float32)
+        elif str(ds.get("PhotometricInterpretation", "")).strip() == "PALETTE COLOR":
+            values, samples = _palette_rgb(stored, ds, path), 3
+        else:
+            values = _fill_padding(*_to_values(stored, ds, 0))
         iop, ipp, spacing = _geometry(ds, 0)
         affine = volume_affine(iop, ipp, None, spacing, _thickness(ds, 0))[:, [1, 0, 2, 3]]  # (row, column, 0)
         return MedicalImage(np.ascontiguousarray(values), path, "dicom", spacing=(float(spacing[0]), float(spacing[1])),
-                            affine=affine, modality=modality, meta=_meta([_strip(ds)], ds))
+                            affine=affine, modality=modality, meta=_meta([_strip(ds)], ds, samples))
     if samples > 1:
         raise MedicalFileError(f"{path} is a multi-frame colour DICOM ({frames} frames): hfseg reads grey volumes; "
                                "export the frames as pictures.")
     stored = stored.reshape(frames, *stored.shape[-2:])
-    positions = [_geometry(ds, f) for f in range(frames)]
+    positions = _frame_geometry(ds, frames)
     iop = positions[0][0]
     order = list(range(frames))
     step = None
     if iop is not None and all(p[1] is not None for p in positions):
-        normal = _normal(iop)
-        along = np.array([p[1] @ normal for p in positions])
-        order = list(np.argsort(along, kind="stable"))
-        if frames > 1 and len(np.unique(np.round(along, 4))) == frames:
+        along = np.array([p[1] @ _normal(iop) for p in positions])
+        distinct = len(np.unique(np.round(along, 4)))
+        if distinct == frames:
+            order = [int(f) for f in np.argsort(along, kind="stable")]
             step = (positions[order[-1]][1] - positions[order[0]][1]) / (frames - 1)
-    slices = [stored[f] if dtype == "stored" else _to_values(stored[f], ds, f) for f in order]
-    volume = np.stack(slices, axis=-1).transpose(1, 0, 2)
+        elif distinct > 1:
+            raise MedicalFileError(f"{path}: its {frames} frames lie at {distinct} slice positions, so it holds more "
+                                   "than one volume (time points, echoes or b-values): export one volume per file.")
+    if dtype == "stored":
+        volume = np.stack([stored[f] for f in order], axis=-1).transpose(1, 0, 2)
+    else:
+        volume = _stack_values([_to_values(stored[f], ds, f) for f in order])
     first = positions[order[0]][1]
     spacing = positions[0][2]
     affine = volume_affine(iop, first, step, spacing, _thickness(ds, 0))
@@ -274,6 +344,18 @@ def read_dicom_file(path: str | Path, dtype: str = "float32", max_pixels: int | 
     meta = _meta([_strip(ds)], ds) | {"frame_order": order}
     return MedicalImage(np.ascontiguousarray(volume), path, "dicom", spacing=zooms, affine=affine,
                         modality=modality, meta=meta)
+
+
+def _frame_geometry(ds: Any, frames: int) -> list[tuple[np.ndarray | None, np.ndarray | None, np.ndarray]]:
+    """`_geometry` of each frame of a multi-frame file: from the functional groups, or for an RT Dose grid
+    ImagePositionPatient moved along the slice normal by GridFrameOffsetVector."""
+    geometry = [_geometry(ds, f) for f in range(frames)]
+    offsets = _floats(ds.get("GridFrameOffsetVector") or [], frames)
+    iop, ipp, spacing = geometry[0]
+    if offsets is not None and iop is not None and ipp is not None and "PerFrameFunctionalGroupsSequence" not in ds:
+        # The first offset is the first frame's (0 when relative, its z when absolute).
+        geometry = [(iop, ipp + (offset - offsets[0]) * _normal(iop), spacing) for offset in offsets]
+    return geometry
 
 
 # -- series ------------------------------------------------------------------------------------------------------
@@ -299,19 +381,30 @@ def read_dicom_series(folder: str | Path, series: str | None = None, dtype: str 
         dtype (`str`, *optional*): `"float32"` (modality LUT applied) or `"stored"`.
         max_pixels (`int`, *optional*): refuse series declaring more voxels than this, before decoding.
     """
+    check_dtype(dtype)
     folder = Path(folder)
-    files = series_files(folder)
+    with _reading(folder):  # a file's own error names the file (below); this catches the rest
+        return _read_series(folder, series, dtype, max_pixels)
+
+
+def _series_headers(folder: Path) -> dict[str, list[tuple[Path, Any]]]:
+    """The image headers of a folder's DICOM files by SeriesInstanceUID, in path order."""
     headers: dict[str, list[tuple[Path, Any]]] = {}
-    for path in files:
+    for path in series_files(folder):
         try:
             ds = dcmread(path, stop_before_pixels=True)
         except Exception:  # noqa: BLE001  (anything that is not DICOM is left out; DICOMs must parse, see below)
             if is_dicom(path):
                 open_dataset(path, stop_before_pixels=True)  # raises the file's error
             continue
-        if "Rows" not in ds:
-            continue  # presentation states, structured reports, ...: not slices
-        headers.setdefault(str(ds.get("SeriesInstanceUID", "unknown")), []).append((path, ds))
+        with _reading(path):
+            if "Rows" in ds:  # not presentation states, structured reports, ...
+                headers.setdefault(str(ds.get("SeriesInstanceUID", "unknown")), []).append((path, ds))
+    return headers
+
+
+def _read_series(folder: Path, series: str | None, dtype: str, max_pixels: int | None) -> MedicalImage:
+    headers = _series_headers(folder)
     if not headers:
         raise MedicalFileError(f"{folder} holds no DICOM images: pass a folder with one series' .dcm files.")
     if series is not None:
@@ -325,19 +418,25 @@ def read_dicom_series(folder: str | Path, series: str | None = None, dtype: str 
                                "folder or choose one with series=UID (hfseg predict --series UID).")
     (uid, members), = headers.items()
     if len(members) == 1:
-        return read_dicom_file(members[0][0], dtype, max_pixels)
+        return dataclasses.replace(read_dicom_file(members[0][0], dtype, max_pixels), path=folder)
     first = members[0][1]
-    rows, cols = int(first.Rows), int(first.Columns)
+    with _reading(members[0][0]):
+        rows, cols = int(first.Rows), int(first.Columns)
     if max_pixels is not None and rows * cols * len(members) > max_pixels:
         raise MedicalFileError(f"{folder} declares {len(members)} slices of {rows} x {cols} pixels, over the limit "
                                f"of {max_pixels}: pass a smaller series.")
-    geometry = [_geometry(ds, None) for _, ds in members]
+    geometry = []
+    for path, ds in members:
+        with _reading(path):
+            geometry.append(_geometry(ds, None))
     iop = geometry[0][0]
     for (path, ds), (o, _, s) in zip(members, geometry):
-        if (int(ds.Rows), int(ds.Columns)) != (rows, cols):
-            raise MedicalFileError(f"{path} is {ds.Rows} x {ds.Columns} but {members[0][0]} is {rows} x {cols}: "
+        with _reading(path):
+            size, frames = (int(ds.Rows), int(ds.Columns)), int(ds.get("NumberOfFrames", 1) or 1)
+        if size != (rows, cols):
+            raise MedicalFileError(f"{path} is {size[0]} x {size[1]} but {members[0][0]} is {rows} x {cols}: "
                                    "a series' slices must share one size (remove the odd file or split the series).")
-        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        if frames > 1:
             raise MedicalFileError(f"{path} is a multi-frame file inside a series of {len(members)} files: read it on "
                                    "its own.")
         if (o is None) != (iop is None) or (iop is not None and not np.allclose(o, iop, atol=1e-4)):
@@ -346,7 +445,7 @@ def read_dicom_series(folder: str | Path, series: str | None = None, dtype: str 
                                    "series mixes orientations (e.g. a localizer); remove the odd slices.")
     if iop is not None and all(g[1] is not None for g in geometry):
         along = np.array([g[1] @ _normal(iop) for g in geometry])
-        order = list(np.argsort(along, kind="stable"))
+        order = [int(i) for i in np.argsort(along, kind="stable")]
         gaps = np.diff(along[order])
         if (np.abs(gaps) < 1e-4).any():
             same = [members[order[i]][0].name for i in np.flatnonzero(np.abs(gaps) < 1e-4)[:3]]
@@ -361,22 +460,24 @@ def read_dicom_series(folder: str | Path, series: str | None = None, dtype: str 
     else:
         warnings.warn(f"{folder}: slices without ImagePositionPatient/ImageOrientationPatient are ordered by "
                       "InstanceNumber; the volume's geometry is approximate.", stacklevel=2)
-        numbers = [int(ds.get("InstanceNumber", i) or i) for i, (_, ds) in enumerate(members)]
-        order = list(np.argsort(numbers, kind="stable"))
+        numbers = []
+        for i, (path, ds) in enumerate(members):
+            with _reading(path):
+                numbers.append(int(ds.get("InstanceNumber", i) or i))
+        order = [int(i) for i in np.argsort(numbers, kind="stable")]
         step, first_position = None, None
     slices, datasets = [], []
     for index in order:
         path = members[index][0]
-        ds = open_dataset(path)
-        stored = decode(ds, path)
-        if stored.shape != (rows, cols):
-            raise MedicalFileError(f"{path} holds pixel data of shape {stored.shape}, not one grey {rows} x {cols} "
-                                   "frame: remove it from the series.")
-        slices.append(stored if dtype == "stored" else _to_values(stored, ds, None))
-        datasets.append(_strip(ds))
-    volume = np.stack(slices, axis=-1).transpose(1, 0, 2)
-    if dtype == "float32":
-        volume = volume.astype(np.float32)
+        with _reading(path):
+            ds = open_dataset(path)
+            stored = decode(ds, path)
+            if stored.shape != (rows, cols):
+                raise MedicalFileError(f"{path} holds pixel data of shape {stored.shape}, not one grey {rows} x {cols}"
+                                       " frame: remove it from the series.")
+            slices.append(stored if dtype == "stored" else _to_values(stored, ds, None))
+            datasets.append(_strip(ds))
+    volume = np.stack(slices, axis=-1).transpose(1, 0, 2) if dtype == "stored" else _stack_values(slices)
     spacing = geometry[0][2]
     affine = volume_affine(iop, first_position, step, spacing, _thickness(first, None))
     zooms = (float(spacing[1]), float(spacing[0]), float(np.linalg.norm(affine[:3, 2])))

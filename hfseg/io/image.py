@@ -9,6 +9,13 @@ from typing import Any, Literal
 import numpy as np
 
 Kind = Literal["picture", "dicom", "nifti"]
+DTYPES = ("float32", "stored")
+
+
+def check_dtype(dtype: str) -> None:
+    """A `ValueError` unless `dtype` is one the readers know: `"float32"` or `"stored"`."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be 'float32' or 'stored', got {dtype!r}.")
 
 
 @dataclass
@@ -31,8 +38,9 @@ class MedicalImage:
         modality (`str`, *optional*): the DICOM Modality code (`"CT"`, `"MR"`, ...); None when unknown (NIfTI,
             pictures).
         meta (`dict`): what writing results back needs: `"header"` (NIfTI), `"datasets"` (the DICOM data sets,
-            in slice order, without pixel data), `"series_uid"`, `"frame_of_reference_uid"`, and `"nonfinite"` (the
-            count of NaN/inf voxels replaced).
+            in slice order, without pixel data), `"series_uid"`, `"frame_of_reference_uid"`,
+            `"samples_per_pixel"` (DICOM: 3 for a colour image, whose (rows, columns, 3) array is one 2D image), and
+            `"nonfinite"` (the count of NaN/inf voxels replaced).
     """
 
     array: np.ndarray
@@ -45,8 +53,10 @@ class MedicalImage:
 
     @property
     def is_volume(self) -> bool:
-        """Whether this is a 3D volume (NIfTI, DICOM series or multi-frame) rather than one 2D image."""
-        return self.kind != "picture" and self.affine is not None and self.array.ndim == 3
+        """Whether this is a 3D volume (NIfTI, DICOM series or multi-frame) rather than one 2D image (a picture, a
+        single DICOM image, grey or colour)."""
+        return (self.kind != "picture" and self.affine is not None and self.array.ndim == 3
+                and self.meta.get("samples_per_pixel", 1) == 1)
 
     @property
     def name(self) -> str:
@@ -57,7 +67,7 @@ class MedicalImage:
     def stem(self) -> str:
         """The name without its extension (`.nii.gz` counts as one), for naming outputs."""
         name = self.path.name
-        for suffix in (".nii.gz", ".nii", ".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"):
+        for suffix in (".nii.gz", ".nii", ".dcm", ".dicom", ".ima", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"):
             if name.lower().endswith(suffix):
                 return name[: -len(suffix)]
         return name

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import struct
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from .errors import MedicalFileError
-from .image import MedicalImage
+from .image import MedicalImage, check_dtype
 
 NIFTI_EXTENSIONS = (".nii", ".nii.gz")
-_ERRORS = (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, MemoryError, AttributeError)
+# What nibabel raises for broken files (a corrupt .nii.gz stream raises zlib.error, not an OSError).
+_ERRORS = (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, MemoryError, AttributeError, zlib.error,
+           struct.error)
 
 
 def is_nifti(path: str | Path) -> bool:
@@ -70,14 +74,16 @@ def read_nifti(path: str | Path, volume: int | None = None, dtype: str = "float3
     """
     import nibabel as nib
     from nibabel.filebasedimages import ImageFileError
+    from nibabel.spatialimages import HeaderDataError
 
+    check_dtype(dtype)
     path = Path(path)
     try:
         img = nib.load(str(path))
         shape = tuple(int(n) for n in img.shape)
         affine = np.asarray(img.affine, dtype=np.float64)
         zooms = tuple(float(z) for z in img.header.get_zooms())
-    except (ImageFileError, *_ERRORS) as err:
+    except (ImageFileError, HeaderDataError, *_ERRORS) as err:
         raise MedicalFileError(f"Cannot read {path}: corrupt or not a NIfTI file ({type(err).__name__}: {err}). "
                                "Replace it with a valid .nii or .nii.gz.") from err
     shape3, slicer = _volume_index(shape, volume, path)
@@ -92,14 +98,15 @@ def read_nifti(path: str | Path, volume: int | None = None, dtype: str = "float3
     except _ERRORS as err:
         raise MedicalFileError(f"Cannot read the voxels of {path}: the file is truncated or corrupt "
                                f"({type(err).__name__}: {err}). Replace it.") from err
-    if data.dtype.fields is not None:
-        raise MedicalFileError(f"{path} stores {data.dtype} voxels (RGB or structured): hfseg reads grey volumes; "
-                               "split the channels into separate files.")
+    if data.dtype.fields is not None or data.dtype.kind == "c":
+        raise MedicalFileError(f"{path} stores {data.dtype} voxels (RGB, complex or structured): hfseg reads grey "
+                               "volumes; split the channels (or magnitude and phase) into separate files.")
     data = data.reshape(shape3)
     if dtype == "float32":
         data = data.astype(np.float32)
-    elif dtype != "stored":
-        raise ValueError(f"dtype must be 'float32' or 'stored', got {dtype!r}.")
+    elif isinstance(data, np.memmap):  # an unscaled .nii maps the file: copy, so the file is not held open
+        data = np.array(data)
+    data = np.asarray(data)  # a plain array (astype keeps the memmap class)
     if not data.dtype.isnative:
         data = data.astype(data.dtype.newbyteorder("="))
     data, nonfinite = replace_nonfinite(np.ascontiguousarray(data), path.name)

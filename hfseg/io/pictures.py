@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import warnings
 from pathlib import Path
 
@@ -9,12 +10,14 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import MedicalFileError
-from .image import MedicalImage
+from .image import MedicalImage, check_dtype
 
 PICTURE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 # Modes without a direct array form: palette and 1-bit images become RGB(A) or grey, as viewers show them.
 _CONVERT = {"P": "RGB", "PA": "RGBA", "1": "L", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB", "LA": "LA"}
-_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+# What Pillow raises for broken files (its decoders do not all wrap their errors).
+_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError,
+           TypeError, ZeroDivisionError, NotImplementedError)
 
 
 def read_picture_array(path: str | Path, convert: bool = False, max_pixels: int | None = None) -> np.ndarray:
@@ -24,8 +27,11 @@ def read_picture_array(path: str | Path, convert: bool = False, max_pixels: int 
     """
     path = Path(path)
     try:
-        with Image.open(path) as image, warnings.catch_warnings():
+        with warnings.catch_warnings():
+            # Opening checks the declared size: over Pillow's limit it warns (made an error here), twice over raises.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
             width, height = image.size
             if max_pixels is not None and width * height > max_pixels:
                 raise MedicalFileError(f"{path} is {width} x {height} pixels, over the limit of {max_pixels} pixels: "
@@ -36,7 +42,10 @@ def read_picture_array(path: str | Path, convert: bool = False, max_pixels: int 
             array = np.asarray(image)
     except MedicalFileError:
         raise
-    except (*_ERRORS, Image.DecompressionBombWarning) as err:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise MedicalFileError(f"{path} declares more pixels than the safety limit of {Image.MAX_IMAGE_PIXELS} "
+                               f"({err}): downscale or crop it first.") from err
+    except _ERRORS as err:
         raise MedicalFileError(f"Cannot read {path}: corrupt, truncated or not an image ({type(err).__name__}: {err})."
                                " Replace it with a valid PNG, JPEG or TIFF.") from err
     if array.ndim not in (2, 3) or min(array.shape[:2]) < 1:
@@ -46,8 +55,13 @@ def read_picture_array(path: str | Path, convert: bool = False, max_pixels: int 
 
 
 def read_picture(path: str | Path, dtype: str = "float32", max_pixels: int | None = None) -> MedicalImage:
-    """A picture as a `MedicalImage` (no spacing or affine: pictures carry no geometry hfseg trusts)."""
-    array = read_picture_array(path, convert=True, max_pixels=max_pixels)
+    """A picture as a `MedicalImage` (no spacing or affine: pictures carry no geometry hfseg trusts).
+
+    `dtype="float32"` gives the picture as viewers show it (palette and other colour spaces converted to RGB(A) or
+    grey); `dtype="stored"` gives the stored values and type (a palette label mask's class indices).
+    """
+    check_dtype(dtype)
+    array = read_picture_array(path, convert=dtype != "stored", max_pixels=max_pixels)
     if dtype != "stored":
         array = array.astype(np.float32)
     return MedicalImage(array, Path(path), "picture")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .dicom import DICOM_EXTENSIONS, is_dicom, read_dicom_file, read_dicom_series, series_files
+from .dicom import DICOM_EXTENSIONS, is_dicom, read_dicom_file, read_dicom_series
 from .errors import MedicalFileError
-from .image import MedicalImage
+from .image import MedicalImage, check_dtype
 from .nifti import NIFTI_EXTENSIONS, is_nifti, read_nifti
 from .pictures import PICTURE_EXTENSIONS, read_picture
 
@@ -53,6 +53,7 @@ def read(path: str | os.PathLike, *, volume: int | None = None, series: str | No
         MedicalFileError: missing, empty, too large, unsupported, corrupt, or ambiguous (4D without `volume`, a
             folder of several series); the message names the file and the fix.
     """
+    check_dtype(dtype)
     path = Path(path)
     if not path.exists():
         raise MedicalFileError(f"{path} does not exist: check the path.")
@@ -76,8 +77,9 @@ def read(path: str | os.PathLike, *, volume: int | None = None, series: str | No
 
 
 def list_inputs(paths: list[str | os.PathLike]) -> list[Path]:
-    """The inputs named by `paths`: files as they are; a folder of DICOM files is one series; any other folder
-    gives its pictures and NIfTI files (sorted, not recursive). A missing path is kept, so reading it reports it."""
+    """The inputs named by `paths`: files as they are; a folder gives its pictures and NIfTI files (sorted, not
+    recursive) and, when it also holds DICOM files, itself once, as a series (read recursively). A folder with
+    neither, like a missing path, is kept, so reading it reports what is wrong."""
     inputs: list[Path] = []
     for item in map(Path, paths):
         if not item.is_dir():
@@ -85,12 +87,9 @@ def list_inputs(paths: list[str | os.PathLike]) -> list[Path]:
             continue
         files = sorted(p for p in item.iterdir() if p.is_file() and not p.name.startswith("."))
         readable = [p for p in files if p.name.lower().endswith(PICTURE_EXTENSIONS) or is_nifti(p.name)]
-        if readable:
-            inputs.extend(readable)
-        elif series_files(item):
+        inputs.extend(readable)
+        if not readable or any(is_dicom(p) for p in files if p not in readable):
             inputs.append(item)
-        else:
-            inputs.append(item)  # read() says the folder holds nothing readable
     return inputs
 
 

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -67,11 +68,7 @@ def _write_png(labels: np.ndarray, path: Path) -> None:
 
 def _spatial_shape(like: MedicalImage) -> tuple[int, ...]:
     """The NIfTI source's own spatial shape (2D stays 2D; a 4D source's one volume is 3D)."""
-    stored = tuple(like.meta.get("shape") or like.array.shape)
-    dims = list(stored[:3])
-    while len(dims) > 2 and dims[-1] == 1 and len(stored) <= 2:
-        dims.pop()
-    return tuple(dims) if len(stored) >= 3 else tuple(stored)
+    return tuple(like.meta.get("shape") or like.array.shape)[:3]
 
 
 def _write_nifti(labels: np.ndarray, like: MedicalImage, path: Path) -> None:
@@ -107,7 +104,25 @@ def _segment_names(labels: np.ndarray, id2label: Mapping[Any, str] | None) -> di
     top = int(labels.max()) if labels.size else 0
     if len(names) == 1:  # a binary model's one logit: its label names the foreground
         names = {1: next(iter(names.values()))}
-    return {i: names.get(i, f"class {i}") for i in range(1, max(top, max(names, default=0)) + 1)}
+    # At least one segment: a DICOM-SEG of an empty mask still says what was looked for.
+    return {i: names.get(i, f"class {i}") for i in range(1, max(top, max(names, default=0), 1) + 1)}
+
+
+def _shared_groups(ds: Any) -> Any:
+    """A multi-frame source whose pixel measures and plane orientation are per-frame only (as Philips writes them)
+    with them also in its shared functional groups, where highdicom reads them; the data set itself when it has
+    them, is single-frame, or its frames differ (highdicom then refuses it)."""
+    if "PerFrameFunctionalGroupsSequence" not in ds or not ds.get("SharedFunctionalGroupsSequence"):
+        return ds
+    keywords = [k for k in ("PixelMeasuresSequence", "PlaneOrientationSequence")
+                if k not in ds.SharedFunctionalGroupsSequence[0]]
+    frames = ds.PerFrameFunctionalGroupsSequence
+    if not keywords or not all(k in f and f.get(k) == frames[0].get(k) for f in frames for k in keywords):
+        return ds
+    ds = copy.deepcopy(ds)  # the image's own data set stays as read
+    for keyword in keywords:
+        setattr(ds.SharedFunctionalGroupsSequence[0], keyword, copy.deepcopy(frames[0].get(keyword)))
+    return ds
 
 
 def _write_dicom_seg(labels: np.ndarray, like: MedicalImage, path: Path, id2label: Mapping[Any, str] | None,
@@ -148,7 +163,8 @@ def _write_dicom_seg(labels: np.ndarray, like: MedicalImage, path: Path, id2labe
     first = sources[0]
     try:
         seg = hd.seg.Segmentation(
-            source_images=list(sources), pixel_array=frames, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+            source_images=[_shared_groups(ds) for ds in sources], pixel_array=frames,
+            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
             segment_descriptions=descriptions, series_instance_uid=generate_uid(), series_number=int(
                 first.get("SeriesNumber", 0) or 0) + 1000, sop_instance_uid=generate_uid(), instance_number=1,
             manufacturer="hfseg", manufacturer_model_name=(model_name or "hfseg model")[:64],

@@ -1,0 +1,1 @@
+"""Tests of hfseg.io: reading and writing medical image files."""
