@@ -34,6 +34,8 @@ from .image import MedicalImage, check_dtype
 DICOM_EXTENSIONS = (".dcm", ".dicom", ".ima")
 EXTRA_HINT = 'install the decoders with pip install "hfseg[dicom]" (pylibjpeg, openjpeg, jpeg-ls)'
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+_UNIT = np.ones(2)  # the pixel spacing assumed when a file states none (identity-checked by `states_spacing`)
+_UNIT.setflags(write=False)
 _READ_ERRORS = (OSError, EOFError, ValueError, AttributeError, KeyError, TypeError, IndexError, OverflowError,
                 RuntimeError, NotImplementedError, struct.error)
 
@@ -232,7 +234,7 @@ def _geometry(ds: Any, frame: int | None) -> tuple[np.ndarray | None, np.ndarray
                       ds.get("ImagerPixelSpacing") or [], 2)
     if iop is not None and (np.linalg.norm(iop[:3]) < 0.5 or np.linalg.norm(iop[3:]) < 0.5):
         iop = None
-    return iop, ipp, spacing if spacing is not None and (spacing > 0).all() else np.ones(2)
+    return iop, ipp, spacing if spacing is not None and (spacing > 0).all() else _UNIT
 
 
 def _thickness(ds: Any, frame: int | None) -> float:
@@ -314,7 +316,9 @@ def _read_file(ds: Any, path: Path, dtype: str, max_pixels: int | None) -> Medic
             values = _fill_padding(*_to_values(stored, ds, 0))
         iop, ipp, spacing = _geometry(ds, 0)
         affine = volume_affine(iop, ipp, None, spacing, _thickness(ds, 0))[:, [1, 0, 2, 3]]  # (row, column, 0)
-        return MedicalImage(np.ascontiguousarray(values), path, "dicom", spacing=(float(spacing[0]), float(spacing[1])),
+        stated = spacing is not _UNIT
+        return MedicalImage(np.ascontiguousarray(values), path, "dicom",
+                            spacing=(float(spacing[0]), float(spacing[1])) if stated else None,
                             affine=affine, modality=modality, meta=_meta([_strip(ds)], ds, samples))
     if samples > 1:
         raise MedicalFileError(f"{path} is a multi-frame colour DICOM ({frames} frames): hfseg reads grey volumes; "
@@ -340,7 +344,8 @@ def _read_file(ds: Any, path: Path, dtype: str, max_pixels: int | None) -> Medic
     first = positions[order[0]][1]
     spacing = positions[0][2]
     affine = volume_affine(iop, first, step, spacing, _thickness(ds, 0))
-    zooms = (float(spacing[1]), float(spacing[0]), float(np.linalg.norm(affine[:3, 2])))
+    zooms = (float(spacing[1]), float(spacing[0]), float(np.linalg.norm(affine[:3, 2]))) if spacing is not _UNIT \
+        else None
     meta = _meta([_strip(ds)], ds) | {"frame_order": order}
     return MedicalImage(np.ascontiguousarray(volume), path, "dicom", spacing=zooms, affine=affine,
                         modality=modality, meta=meta)
@@ -480,6 +485,7 @@ def _read_series(folder: Path, series: str | None, dtype: str, max_pixels: int |
     volume = np.stack(slices, axis=-1).transpose(1, 0, 2) if dtype == "stored" else _stack_values(slices)
     spacing = geometry[0][2]
     affine = volume_affine(iop, first_position, step, spacing, _thickness(first, None))
-    zooms = (float(spacing[1]), float(spacing[0]), float(np.linalg.norm(affine[:3, 2])))
+    zooms = (float(spacing[1]), float(spacing[0]), float(np.linalg.norm(affine[:3, 2]))) if spacing is not _UNIT \
+        else None
     return MedicalImage(np.ascontiguousarray(volume), folder, "dicom", spacing=zooms, affine=affine,
                         modality=_modality(first), meta=_meta(datasets, first))

@@ -341,3 +341,18 @@ def test_series_uid_listing_when_missing(tmp_path):
     series = write_series(tmp_path / "s", n=2, size=16)
     with pytest.raises(MedicalFileError, match=series.uid):
         read_dicom_series(series.folder, series="9.9.9")
+
+
+def test_unstated_pixel_spacing_is_none_not_an_invented_millimetre(tmp_path):
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    import hfseg.io as hio
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    del ds.PixelSpacing
+    ds.save_as(tmp_path / "nospacing.dcm")
+    image = hio.read(tmp_path / "nospacing.dcm")
+    assert image.spacing is None and image.voxel_volume() is None
+    assert np.allclose(np.abs(image.affine[:3, :2]).sum(0), 1.0)  # the geometry still has unit steps
+    assert hio.read(get_testdata_file("CT_small.dcm")).spacing == pytest.approx((0.661468, 0.661468))
