@@ -15,6 +15,7 @@ import datasets
 from .common import DatasetFormatError
 from .demo import DEMO_ID2LABEL
 from .features import classification_features, id2label, segmentation_features
+from .modality import dataset_modality
 from .splits import group_split
 
 
@@ -80,5 +81,5 @@ def loader_function(name: str):
     return getattr(import_module(f".{loader.module}", __name__), loader.function)
 
 
-__all__ = ["DEMO_ID2LABEL", "DatasetFormatError", "available", "classification_features", "group_split",
-           "id2label", "load", "loader_function", "segmentation_features"]
+__all__ = ["DEMO_ID2LABEL", "DatasetFormatError", "available", "classification_features", "dataset_modality",
+           "group_split", "id2label", "load", "loader_function", "segmentation_features"]

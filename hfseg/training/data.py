@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ..data import dataset_modality, load
 from ..data import id2label as dataset_id2label
-from ..data import load
 from ..data.transforms import AugmentConfig, ClassificationTransform, SegmentationTransform
 from ..models.unet.image_processing_unet import UNetImageProcessor
 from .config import RecipeConfig
@@ -63,9 +63,41 @@ def build_emphasis(spec: Mapping[str, Any] | None) -> Emphasis | None:
     return SegmenterEmphasis(**spec)
 
 
-def build_processor(cfg: RecipeConfig, num_channels: int) -> UNetImageProcessor:
-    """The image processor saved with the model: normalization per `data.normalization`, resize to `data.size`."""
+def raw_intensity_range(
+    split: datasets.Dataset, max_images: int = 64, max_values: int = 1 << 16
+) -> list[float] | None:
+    """[low, high]: the 1st and 99th percentiles of the raw pixel values of `split`'s images, as loaded.
+
+    Read from up to `max_images` evenly spaced rows, at most `max_values` evenly strided values of each (all
+    channels pooled), non-finite values left out; rounded to 6 significant digits. None for a split without rows or
+    without finite values, or one that cannot be indexed (streaming).
+    """
+    if not isinstance(split, datasets.Dataset) or len(split) == 0:
+        return None
+    rows = np.unique(np.linspace(0, len(split) - 1, min(max_images, len(split))).round().astype(int))
+    values = []
+    for row in split.select(rows).with_format("numpy", columns=["image"]):
+        flat = np.asarray(row["image"]).ravel()
+        flat = flat[:: max(1, flat.size // max_values)].astype(np.float64)
+        values.append(flat[np.isfinite(flat)])
+    pooled = np.concatenate(values) if values else np.empty(0)
+    if pooled.size == 0:
+        return None
+    low, high = np.percentile(pooled, [1, 99])
+    return [float(f"{low:.6g}"), float(f"{high:.6g}")]
+
+
+def build_processor(
+    cfg: RecipeConfig, num_channels: int, intensity_range: list[float] | None = None
+) -> UNetImageProcessor:
+    """The image processor saved with the model: normalization per `data.normalization`, resize to `data.size`.
+
+    It records what the model was trained on: `modality`, the dataset's DICOM Modality code
+    (`hfseg.data.dataset_modality`), and `intensity_range`, the training images' raw 1st/99th percentiles (see
+    `raw_intensity_range`); `data.processor.modality` / `data.processor.intensity_range` override them.
+    """
     kwargs: dict[str, Any] = {"normalization": cfg.data.normalization or "zscore", "num_channels": num_channels,
+                              "modality": dataset_modality(cfg.data.dataset), "intensity_range": intensity_range,
                               **cfg.data.processor}
     if cfg.data.size is not None:
         kwargs.update(do_resize=True, size={"height": int(cfg.data.size[0]), "width": int(cfg.data.size[1])})
@@ -126,7 +158,9 @@ def load_recipe_data(cfg: RecipeConfig) -> RecipeData:
     probe = UNetImageProcessor(normalization="none").to_channels_first(image, "channels_last")
     channels = int(probe.shape[0])
     emphasis = build_emphasis(data.emphasis) if classification else None
-    return RecipeData(train, evaluation, id2label, channels, build_processor(cfg, channels), task=cfg.task,
+    recorded = None if "intensity_range" in data.processor else raw_intensity_range(train)
+    processor = build_processor(cfg, channels, recorded)
+    return RecipeData(train, evaluation, id2label, channels, processor, task=cfg.task,
                       label_column=data.label_column, emphasis=emphasis)
 
 

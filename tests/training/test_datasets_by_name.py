@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from hfseg.data import dataset_modality
 from hfseg.training import load_config, train
 from tests.data.fixtures.brats import write_h5, write_nifti
 from tests.data.fixtures.chaos import write_chaos
@@ -36,4 +37,7 @@ def test_recipe_trains_on_the_dataset_by_name(tmp_path, name):
     assert summary["steps"] == 2
     saved = json.loads((tmp_path / "run" / "final" / "config.json").read_text())
     assert saved["num_channels"] == channels and len(saved["id2label"]) == classes
+    processor = json.loads((tmp_path / "run" / "final" / "preprocessor_config.json").read_text())
+    low, high = processor["intensity_range"]
+    assert processor["modality"] == dataset_modality(name) and low <= high
     assert summary["final"]["num_images"] > 0

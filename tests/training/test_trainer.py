@@ -49,6 +49,9 @@ def test_outputs_are_written_and_the_model_reloads(tmp_path, demo_cache):
     model = AutoModelForSemanticSegmentation.from_pretrained(out / "best")
     processor = AutoImageProcessor.from_pretrained(out / "best")
     assert model.config.id2label[3] == "white_matter" and processor.size == {"height": 32, "width": 32}
+    saved = json.loads((out / "best" / "preprocessor_config.json").read_text())
+    low, high = saved["intensity_range"]
+    assert saved["modality"] == processor.modality == "MR" and 0 <= low < high <= 255  # the uint8 T1 demo
     pixels = processor(np.zeros((40, 40), np.uint8) + 7)["pixel_values"]
     assert model(pixel_values=pixels).logits.shape == (1, 4, 32, 32)
     assert (out / "best" / "metrics.json").is_file() and len(list((out / "checkpoints").iterdir())) == 2

@@ -7,6 +7,7 @@ Self-contained (numpy, torch, PIL, transformers) so that it is copied next to a 
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -39,9 +40,32 @@ def _to_numpy(image: Any) -> np.ndarray:
         array = image
     else:
         raise TypeError(f"Expected a PIL image, numpy array or torch tensor, got {type(image).__name__}.")
-    if not array.dtype.isnative:  # e.g. big-endian 16-bit PIL "I;16B"
+    if not array.dtype.isnative:  # big-endian 16-bit PIL "I;16B", NIfTI volumes read by nibabel: values kept
         array = array.astype(array.dtype.newbyteorder("="))
+    if any(stride < 0 for stride in array.strides):  # a flipped view (e.g. a reoriented volume): torch refuses it
+        array = np.ascontiguousarray(array)
     return array
+
+
+def _fill_non_finite(image: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """`image` (C, H, W) with NaN and +-inf replaced by its channel's minimum finite value (0 when it has none), and
+    how many values were replaced."""
+    if not image.is_floating_point():
+        return image, 0
+    finite = torch.isfinite(image)
+    count = int(finite.numel() - int(finite.sum()))
+    if count == 0:
+        return image, 0
+    lowest = torch.where(finite, image, torch.inf).flatten(1).min(1).values
+    lowest = torch.where(torch.isfinite(lowest), lowest, torch.zeros_like(lowest))
+    return torch.where(finite, image, lowest[:, None, None]), count
+
+
+def _warn_non_finite(count: int) -> None:
+    if count:
+        warnings.warn(f"{count} non-finite pixel value(s) (NaN, +inf or -inf) were replaced by the minimum finite "
+                      "value of their image channel (0 where a channel has none) before intensity normalization.",
+                      stacklevel=3)
 
 
 def _luminance(rgb: np.ndarray) -> np.ndarray:
@@ -63,6 +87,14 @@ def _is_single(images: Any) -> bool:
 class UNetImageProcessor(BaseImageProcessor):
     r"""
     Prepares medical images for [`UNetForSemanticSegmentation`] (and any model taking `pixel_values`).
+
+    Images may be of any numeric dtype, byte order and memory layout: big-endian arrays (e.g. NIfTI slices read by
+    nibabel) are converted to native order and flipped views are copied, values unchanged.
+
+    Non-finite voxels: before any normalization (every mode, `"none"` included), NaN, +inf and -inf are replaced by
+    the minimum finite value of the image (of each channel, for a multi-channel image; 0 when it has no finite
+    value), with one warning per call naming how many were replaced. Without this, a single NaN makes a z-score mean
+    NaN and the whole prediction background.
 
     Args:
         normalization (`str`, *optional*, defaults to `"zscore"`):
@@ -88,6 +120,13 @@ class UNetImageProcessor(BaseImageProcessor):
             Expected channel count; it resolves the channel axis. Grey and RGB images are converted to it (an RGB
             image given to a 1-channel processor becomes its luminance, see `match_channels`); any other count is an
             error.
+        modality (`str`, *optional*):
+            DICOM Modality code of the images the model was trained on (`"MR"`, `"CT"`, `"SM"` for slide microscopy,
+            ...); None when unknown. Informational: it does not change preprocessing.
+        intensity_range (`list[float]`, *optional*):
+            `[low, high]`, the 1st and 99th percentiles of the training images' raw intensities (before
+            normalization), to tell whether new images are on the same scale; None when unknown. Informational: it
+            does not change preprocessing.
     """
 
     model_input_names = ["pixel_values"]
@@ -105,6 +144,8 @@ class UNetImageProcessor(BaseImageProcessor):
         do_resize: bool = False,
         size: dict[str, int] | None = None,
         num_channels: int | None = None,
+        modality: str | None = None,
+        intensity_range: Sequence[float] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -119,6 +160,14 @@ class UNetImageProcessor(BaseImageProcessor):
             raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles}.")
         if do_resize and (not size or "height" not in size or "width" not in size):
             raise ValueError("do_resize=True needs size={'height': h, 'width': w}.")
+        if modality is not None and (not isinstance(modality, str) or not modality.strip()):
+            raise ValueError(f"modality must be a DICOM Modality code such as 'MR', 'CT' or 'SM' (or None), "
+                             f"got {modality!r}.")
+        if intensity_range is not None:
+            intensity_range = [float(v) for v in intensity_range]
+            if len(intensity_range) != 2 or not intensity_range[0] <= intensity_range[1]:
+                raise ValueError(f"intensity_range must be [low, high] with low <= high (or None), "
+                                 f"got {intensity_range}.")
         self.normalization = normalization
         self.percentiles = [float(low), float(high)]
         self.window_center = window_center
@@ -130,6 +179,8 @@ class UNetImageProcessor(BaseImageProcessor):
         self.do_resize = do_resize
         self.size = dict(size) if size else None
         self.num_channels = num_channels
+        self.modality = modality.strip() if modality is not None else None
+        self.intensity_range = intensity_range
 
     # -- conversion ------------------------------------------------------------------------------------------
     def to_channels_first(self, image: Any, input_data_format: str | None = None) -> torch.Tensor:
@@ -195,7 +246,13 @@ class UNetImageProcessor(BaseImageProcessor):
 
     # -- intensity -------------------------------------------------------------------------------------------
     def normalize_intensity(self, image: torch.Tensor) -> torch.Tensor:
-        """Apply the configured normalization to one (C, H, W) image."""
+        """Apply the configured normalization to one (C, H, W) image, non-finite values replaced first (warned)."""
+        image, count = _fill_non_finite(image)
+        _warn_non_finite(count)
+        return self._normalize(image)
+
+    def _normalize(self, image: torch.Tensor) -> torch.Tensor:
+        """The configured normalization of one finite (C, H, W) image."""
         mode = self.normalization
         flat = image.flatten(1)
         eps = 1e-8
@@ -243,20 +300,24 @@ class UNetImageProcessor(BaseImageProcessor):
         """Normalize (and resize) images, and turn label maps into (B, H, W) int64 class indices.
 
         Returns a `BatchFeature` with `pixel_values` (B, C, H, W) float32 and, with `segmentation_maps`, `labels`.
+        Non-finite values are replaced as the class docstring says, with one warning for the whole call.
         Images of different sizes need `do_resize=True` (or `return_tensors=None`, which returns lists).
         """
         if kwargs:
             raise TypeError(f"Unexpected arguments: {', '.join(kwargs)}.")
         single = _is_single(images)
         images = [images] if single else list(images)
-        pixel_values, native_sizes = [], []
+        pixel_values, native_sizes, non_finite = [], [], 0
         for image in images:
-            tensor = self.normalize_intensity(self.to_channels_first(image, input_data_format))
+            tensor, count = _fill_non_finite(self.to_channels_first(image, input_data_format))
+            non_finite += count
+            tensor = self._normalize(tensor)
             native_sizes.append(tuple(tensor.shape[-2:]))
             if self.do_resize:
                 tensor = F.interpolate(tensor[None], size=(self.size["height"], self.size["width"]),
                                        mode="bilinear", antialias=True, align_corners=False)[0]
             pixel_values.append(tensor)
+        _warn_non_finite(non_finite)  # once per call, however many images
         data: dict[str, Any] = {"pixel_values": pixel_values}
         if segmentation_maps is not None:
             maps = [segmentation_maps] if _is_single(segmentation_maps) and single else list(segmentation_maps)

@@ -1,5 +1,8 @@
 """The U-Net image processor: medical normalizations by hand, resizing, label maps, post-processing, Auto loading."""
 
+import json
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -156,3 +159,144 @@ def test_save_and_load_with_auto_image_processor(tmp_path):
     assert type(loaded) is UNetImageProcessor
     image = np.random.randint(-1000, 1000, (9, 9)).astype(np.int16)
     torch.testing.assert_close(loaded(image)["pixel_values"], proc(image)["pixel_values"])
+
+
+# -- byte order, non-finite voxels, what the model was trained on -----------------------------------------------
+def test_big_endian_arrays_give_the_native_order_result():
+    rng = np.random.default_rng(3)
+    values = rng.integers(0, 3000, (9, 11))
+    proc, raw = UNetImageProcessor(num_channels=1), UNetImageProcessor(normalization="none", num_channels=1)
+    for dtype in (">i2", ">u2", ">i4", ">f4", ">f8"):
+        big = values.astype(dtype)
+        native = values.astype(np.dtype(dtype).newbyteorder("="))
+        assert not big.dtype.isnative and native.dtype.isnative
+        np.testing.assert_array_equal(raw.to_channels_first(big)[0].numpy(), values.astype(np.float32), err_msg=dtype)
+        torch.testing.assert_close(proc.to_channels_first(big), proc.to_channels_first(native), rtol=0, atol=0)
+        torch.testing.assert_close(proc.preprocess(big)["pixel_values"], proc(native)["pixel_values"], rtol=0, atol=0)
+        colour = np.stack([big, big // 2, big // 3], axis=-1)  # (H, W, 3) big-endian, to a grey model: luminance
+        torch.testing.assert_close(proc(colour)["pixel_values"], proc(colour.astype(native.dtype))["pixel_values"],
+                                   rtol=0, atol=0)
+    labels = (values % 3).astype(">i2")
+    batch = proc(values.astype(">f4"), segmentation_maps=labels)
+    torch.testing.assert_close(batch["labels"][0], torch.from_numpy((values % 3).astype(np.int64)))
+
+
+def test_nibabel_big_endian_nifti_slice_gives_the_native_order_result():
+    nibabel = pytest.importorskip("nibabel")
+    from nibabel.testing import data_path
+
+    volume = nibabel.load(f"{data_path}/anatomical.nii")
+    assert volume.get_data_dtype().byteorder == ">"  # the point of this file: a big-endian NIfTI
+    big = np.asanyarray(volume.dataobj)[:, :, 12]  # a non-contiguous big-endian int16 memmap slice
+    assert not big.dtype.isnative
+    native = np.ascontiguousarray(big.astype("=i2"))
+    proc = UNetImageProcessor(num_channels=1)
+    raw = UNetImageProcessor(normalization="none", num_channels=1)
+    np.testing.assert_array_equal(raw.to_channels_first(big)[0].numpy(), native.astype(np.float32))
+    for call in (proc, proc.preprocess):
+        torch.testing.assert_close(call(big)["pixel_values"], call(native)["pixel_values"], rtol=0, atol=0)
+    torch.testing.assert_close(proc.normalize_intensity(proc.to_channels_first(big)),
+                               proc.normalize_intensity(proc.to_channels_first(native)), rtol=0, atol=0)
+
+
+NORMALIZATION_CASES = {
+    "zscore": {},
+    "zscore_nonzero": {"zscore_nonzero": True},
+    "percentile": {"normalization": "percentile", "percentiles": (5, 95)},
+    "window": {"normalization": "window", "window_center": 15, "window_width": 8},
+    "minmax": {"normalization": "minmax"},
+    "mean_std": {"normalization": "mean_std", "image_mean": [0.05], "image_std": [0.01]},
+    "none": {"normalization": "none"},
+}
+
+
+def _scan_with_holes() -> tuple[np.ndarray, np.ndarray, int]:
+    """A 16x16 float scan in [10, 20] with 40 NaN, 3 +inf and 2 -inf pixels; the same scan filled as the rule says;
+    the count of non-finite pixels."""
+    rng = np.random.default_rng(4)
+    scan = rng.uniform(10, 20, (16, 16)).astype(np.float32)
+    flat = scan.ravel()  # a view
+    holes = rng.choice(flat.size, 45, replace=False)
+    filled = scan.copy()
+    filled.ravel()[holes] = scan.ravel()[np.setdiff1d(np.arange(flat.size), holes)].min()
+    flat[holes[:40]], flat[holes[40:43]], flat[holes[43:]] = np.nan, np.inf, -np.inf
+    return scan, filled, 45
+
+
+def _non_finite_warnings(record) -> list[str]:
+    return [str(w.message) for w in record if "non-finite" in str(w.message)]
+
+
+@pytest.mark.parametrize("case", sorted(NORMALIZATION_CASES))
+def test_non_finite_pixels_become_the_minimum_finite_value_in_every_mode(case):
+    scan, filled, count = _scan_with_holes()
+    proc = UNetImageProcessor(num_channels=1, **NORMALIZATION_CASES[case])
+    expected = proc(filled)["pixel_values"]
+    assert torch.isfinite(expected).all()
+    for name, call in (("__call__", lambda: proc(scan)["pixel_values"]),
+                       ("preprocess", lambda: proc.preprocess(scan)["pixel_values"]),
+                       ("normalize_intensity", lambda: proc.normalize_intensity(torch.from_numpy(scan)[None])[None])):
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            out = call()
+        torch.testing.assert_close(out, expected, rtol=0, atol=0, msg=f"{case} {name}")
+        messages = _non_finite_warnings(record)
+        assert len(messages) == 1 and messages[0].startswith(f"{count} non-finite"), (case, name, messages)
+
+
+def test_non_finite_rule_per_channel_one_warning_per_call_and_no_warning_without_any():
+    scan, filled, count = _scan_with_holes()
+    proc = UNetImageProcessor(normalization="none", num_channels=2)
+    empty = np.full((16, 16), np.nan, np.float32)  # no finite value at all: 0
+    two = np.stack([scan, empty], axis=0)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        batch = proc([two, two])["pixel_values"]
+    np.testing.assert_array_equal(batch[:, 0].numpy(), np.stack([filled, filled]))
+    assert (batch[:, 1] == 0).all()
+    messages = _non_finite_warnings(record)
+    assert len(messages) == 1 and messages[0].startswith(f"{2 * (count + empty.size)} non-finite")  # the whole call
+    shifted = np.stack([scan + 100, scan], axis=0)  # each channel gets its own minimum
+    with pytest.warns(UserWarning, match=f"^{2 * count} non-finite"):
+        out = proc(shifted)["pixel_values"][0]
+    np.testing.assert_allclose(out.numpy(), np.stack([filled + 100, filled]), rtol=1e-6)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        proc(np.stack([filled, filled]))
+        UNetImageProcessor()(np.arange(16, dtype=np.int16).reshape(4, 4))
+    assert _non_finite_warnings(record) == []
+
+
+def test_modality_and_intensity_range_are_saved_and_reloaded(tmp_path):
+    proc = UNetImageProcessor(num_channels=1, modality="MR", intensity_range=(0, 229.5))
+    assert proc.modality == "MR" and proc.intensity_range == [0.0, 229.5]
+    proc.save_pretrained(tmp_path / "p")
+    saved = json.loads((tmp_path / "p" / "preprocessor_config.json").read_text())
+    assert saved["modality"] == "MR" and saved["intensity_range"] == [0.0, 229.5]
+    for loaded in (UNetImageProcessor.from_pretrained(tmp_path / "p"),
+                   AutoImageProcessor.from_pretrained(tmp_path / "p")):
+        assert type(loaded) is UNetImageProcessor
+        assert loaded.modality == "MR" and loaded.intensity_range == [0.0, 229.5]
+    image = np.random.default_rng(5).uniform(0, 255, (8, 8))
+    torch.testing.assert_close(proc(image)["pixel_values"], UNetImageProcessor(num_channels=1)(image)["pixel_values"],
+                               rtol=0, atol=0)  # informational: preprocessing is unchanged
+    UNetImageProcessor().save_pretrained(tmp_path / "unknown")
+    unknown = UNetImageProcessor.from_pretrained(tmp_path / "unknown")
+    assert unknown.modality is None and unknown.intensity_range is None
+    with pytest.raises(ValueError, match="intensity_range"):
+        UNetImageProcessor(intensity_range=[5, 1])
+    with pytest.raises(ValueError, match="DICOM Modality"):
+        UNetImageProcessor(modality="")
+
+
+def test_flipped_views_give_the_result_of_their_copy():
+    """A volume flipped to a display orientation hands out negative-stride views, which torch refuses."""
+    volume = np.random.default_rng(6).integers(0, 900, (7, 9, 5)).astype(">i2")
+    flipped = volume[::-1, :, ::-1][:, :, 2]
+    assert any(stride < 0 for stride in flipped.strides)
+    proc = UNetImageProcessor(num_channels=1)
+    torch.testing.assert_close(proc(flipped, segmentation_maps=flipped % 2)["pixel_values"],
+                               proc(flipped.copy())["pixel_values"], rtol=0, atol=0)
+    colour = np.random.default_rng(7).integers(0, 255, (6, 8, 3)).astype(np.uint8)[::-1, ::-1]
+    torch.testing.assert_close(UNetImageProcessor(num_channels=3)(colour)["pixel_values"],
+                               UNetImageProcessor(num_channels=3)(colour.copy())["pixel_values"], rtol=0, atol=0)
