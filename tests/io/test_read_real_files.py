@@ -219,6 +219,13 @@ def philips_enhanced(tmp_path_factory) -> Path:
     return path
 
 
+def _nibabel_multiframe_affine_is_reliable() -> bool:
+    """nibabel 5.3 fixed its multi-frame DICOM reader (frame order and origin of Philips enhanced files)."""
+    from packaging.version import Version
+
+    return Version(nib.__version__) >= Version("5.3")
+
+
 def test_enhanced_multiframe_geometry_matches_nibabel(philips_enhanced):
     from nibabel.nicom.dicomwrappers import wrapper_from_data
 
@@ -226,10 +233,11 @@ def test_enhanced_multiframe_geometry_matches_nibabel(philips_enhanced):
     assert ds.SOPClassUID.name == "Enhanced MR Image Storage" and int(ds.NumberOfFrames) == 176
     image = read(philips_enhanced)
     assert image.is_volume and image.array.shape == (256, 256, 176) and image.modality == "MR"
-    reference = LPS_TO_RAS @ wrapper_from_data(ds).affine  # nibabel's (row, column, slice) to RAS+
-    # One voxel grid: the same affine once both are reoriented to the closest RAS+ order.
-    np.testing.assert_allclose(canonical_affine(image.affine, image.array.shape),
-                               canonical_affine(reference, (256, 256, 176)), atol=5e-3)
+    if _nibabel_multiframe_affine_is_reliable():
+        reference = LPS_TO_RAS @ wrapper_from_data(ds).affine  # nibabel's (row, column, slice) to RAS+
+        # One voxel grid: the same affine once both are reoriented to the closest RAS+ order.
+        np.testing.assert_allclose(canonical_affine(image.affine, image.array.shape),
+                                   canonical_affine(reference, (256, 256, 176)), atol=5e-3)
     # And ImagePositionPatient of every frame is a voxel centre of the volume's slice axis.
     normal_step = image.affine[:3, 2]
     positions = [LPS_TO_RAS[:3, :3] @ [float(v) for v in g.PlanePositionSequence[0].ImagePositionPatient]
@@ -252,6 +260,8 @@ def test_enhanced_multiframe_shuffled_frames_and_per_frame_scaling(philips_enhan
     for original in range(count):
         f = int(np.flatnonzero(stored_order == original)[0])
         np.testing.assert_allclose(image.array[:, :, original], pixels[f].T * slopes[original], rtol=1e-6)
+    if not _nibabel_multiframe_affine_is_reliable():
+        return
     # Stored values against nibabel's multi-frame reader (which sorts by dimension index), on one world grid.
     stored = read(path, dtype="stored")
     wrapper = wrapper_from_data(pydicom.dcmread(path))
