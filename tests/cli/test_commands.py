@@ -104,3 +104,23 @@ def test_accelerate_launch_runs_the_installed_module(installed, tmp_path):
     log = run([installed / "bin" / "python", *launcher, "-m", "hfseg.cli", "train", "--max_steps", "1",
                "--output_dir", out, *TINY, f"data.options.cache_dir={tmp_path / 'cache'}"], cwd=tmp_path)
     assert "1 steps in" in log and (out / "final" / "model.safetensors").is_file()
+
+
+def test_datasets_lists_every_loader_with_its_modality(capsys):
+    from hfseg.data import available, dataset_modality
+
+    main(["datasets"])
+    out = capsys.readouterr().out
+    for name in available():
+        line = next(line for line in out.splitlines() if line.strip().startswith(name + " "))
+        assert (f"[{dataset_modality(name)}]" in line) == (dataset_modality(name) is not None)
+    assert "[MR]" in out and "[CT]" in out
+
+
+def test_python_m_hfseg_is_the_hfseg_command():
+    done = subprocess.run([sys.executable, "-m", "hfseg", "predict", "--help"], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0 and "--output-dir" in done.stdout and "dicom-seg" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "hfseg", "predict", "--no-such-flag"], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
