@@ -150,15 +150,26 @@ def run_predict(args: argparse.Namespace) -> int:
                 formats, skipped = _formats(args.format, image)
                 skipped_formats += len(skipped)
                 stem = _unique_stem(image.stem, seen)
-                written = [write_mask(labels, image, output_dir / f"{stem}{_SUFFIX[fmt]}", format=fmt,
-                                      id2label=id2label, model_name=name) for fmt in formats]
+                written, write_errors = [], []
+                for fmt in formats:  # each format on its own: one that fails does not lose the others
+                    try:
+                        written.append(write_mask(labels, image, output_dir / f"{stem}{_SUFFIX[fmt]}", format=fmt,
+                                                  id2label=id2label, model_name=name))
+                    except (MedicalFileError, ValueError, OSError) as err:
+                        if args.debug:
+                            traceback.print_exc()
+                        write_errors.append(_reason(err, path))
             notes += [str(w.message) for w in caught if not issubclass(w.category, (DeprecationWarning, FutureWarning))]
             for note in dict.fromkeys(notes):
                 print(f"warning: {_reason(note, path)}", file=sys.stderr)
+            for error in write_errors:
+                print(f"error: {error}", file=sys.stderr)
+            failed += bool(write_errors)
             unit, volumes = class_volumes(labels, image, id2label)
-            rows.append({"input": str(path), "status": "ok", "outputs": ";".join(map(str, written)), "unit": unit,
+            rows.append({"input": str(path), "status": "error" if write_errors else "ok",
+                         "outputs": ";".join(map(str, written)), "unit": unit,
                          "shape": "x".join(map(str, image.array.shape[:3])), "modality": image.modality or "",
-                         "notes": " | ".join(dict.fromkeys(notes + skipped)),
+                         "notes": " | ".join(dict.fromkeys(write_errors + notes + skipped)),
                          **{k: round(v, 3) for k, v in volumes.items()}})
         except (MedicalFileError, ValueError, OSError) as err:
             failed += 1

@@ -125,6 +125,24 @@ def _shared_groups(ds: Any) -> Any:
     return ds
 
 
+# Type 2 attributes (present, possibly empty) of the patient and study modules that highdicom copies from the source
+# into the Segmentation; anonymized or converted series often drop them.
+_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+          "ReferringPhysicianName", "StudyID", "AccessionNumber")
+
+
+def _with_type2(ds: Any) -> Any:
+    """The data set, or a copy with the missing type 2 patient / study attributes present and empty (the image's
+    own data set stays as read; pixel data is not kept, so the copy is small)."""
+    missing = [k for k in _TYPE2 if k not in ds]
+    if not missing:
+        return ds
+    ds = copy.deepcopy(ds)
+    for keyword in missing:
+        setattr(ds, keyword, "")
+    return ds
+
+
 def _write_dicom_seg(labels: np.ndarray, like: MedicalImage, path: Path, id2label: Mapping[Any, str] | None,
                      model_name: str | None) -> None:
     try:
@@ -163,7 +181,7 @@ def _write_dicom_seg(labels: np.ndarray, like: MedicalImage, path: Path, id2labe
     first = sources[0]
     try:
         seg = hd.seg.Segmentation(
-            source_images=[_shared_groups(ds) for ds in sources], pixel_array=frames,
+            source_images=[_with_type2(_shared_groups(ds)) for ds in sources], pixel_array=frames,
             segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
             segment_descriptions=descriptions, series_instance_uid=generate_uid(), series_number=int(
                 first.get("SeriesNumber", 0) or 0) + 1000, sop_instance_uid=generate_uid(), instance_number=1,

@@ -270,3 +270,17 @@ def test_format_names():
         format_of("mask.jpg")
     with pytest.raises(ValueError, match="Unknown mask format"):
         write_mask(np.zeros((2, 2)), read(get_testdata_file("CT_small.dcm")), "x.png", format="tiff")
+
+
+def test_dicom_seg_of_a_source_without_type2_patient_attributes(tmp_path):
+    """Anonymized or converted series often drop PatientBirthDate, PatientSex, ...: highdicom needs them present."""
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    for keyword in ("PatientBirthDate", "PatientSex", "ReferringPhysicianName", "StudyID", "AccessionNumber"):
+        if keyword in ds:
+            delattr(ds, keyword)
+    ds.save_as(tmp_path / "anonymized.dcm")
+    image = read(tmp_path / "anonymized.dcm")
+    out = write_mask(np.ones((128, 128), np.uint8), image, tmp_path / "seg.dcm", id2label={0: "bg", 1: "body"})
+    seg = pydicom.dcmread(out)
+    assert seg.SOPClassUID == SEGMENTATION_STORAGE and seg.PatientBirthDate == "" and seg.PatientID == ds.PatientID
+    assert "PatientBirthDate" not in image.meta["datasets"][0]  # the image as read is unchanged
