@@ -3,9 +3,10 @@
 The table follows the CHAOS study's: one row per model, one Dice column per foreground class, then mean foreground
 Dice, mIoU (over all classes, background included, as transformers' `mean_iou`), HD95 and ASSD (mean over
 foreground classes; mm with a pixel spacing, else pixels), PQ/AJI when computed, and BraTS-style region Dice/HD95.
-`reduction="image"` (default) reports per-case means (the `image_*` metrics, the convention of medical papers);
-`"dataset"` reports the pooled ones (one confusion matrix over all pixels, what training logs; surface
-distances exist per image only). Classifiers get accuracy, balanced accuracy, macro/weighted F1 and per-class F1.
+`reduction="image"` (default) reports per-image means (the `image_*` metrics); `"case"` the per-case means, each
+case's slices scored as one volume (the `case_*` metrics, the unit BraTS and CHAOS report; `report.md` adds this
+table whenever the results have cases); `"dataset"` the pooled ones (one confusion matrix over all pixels, what
+training logs; surface distances exist per image and per case only). Classifiers get accuracy, balanced accuracy, macro/weighted F1 and per-class F1.
 
 Overlays (the cancer study's figure, drawn by `hfseg.viz.overlay_errors` in its `ERROR_COLORS`): over the image,
 true positives green, false positives red, false negatives blue, for one class (`overlay_class`) or, by default,
@@ -29,7 +30,7 @@ from PIL import Image
 
 from ..viz import overlay_errors
 
-REDUCTIONS = ("image", "dataset")
+REDUCTIONS = ("image", "dataset", "case")
 _LOWER_IS_BETTER = ("HD", "ASSD")
 
 
@@ -74,7 +75,7 @@ def _value(result: Mapping[str, Any], key: str, index: int | None = None) -> flo
     return float(value) if isinstance(value, (int, float)) else float("nan")
 
 
-def comparison_table(results: Mapping[str, Mapping[str, Any]], reduction: Literal["image", "dataset"] = "image",
+def comparison_table(results: Mapping[str, Mapping[str, Any]], reduction: Literal["image", "dataset", "case"] = "image",
                      ) -> tuple[list[str], list[dict[str, Any]]]:
     """`(columns, rows)`: one row `{column: value}` per model (floats, NaN where undefined); see the module docstring.
 
@@ -94,7 +95,7 @@ def comparison_table(results: Mapping[str, Mapping[str, Any]], reduction: Litera
             row.update({f"F1 {n}": _value(result, "f1", labels.index(n)) if n in labels else float("nan")
                         for n in names})
         return list(rows[0]), rows
-    p = "image_" if reduction == "image" else ""
+    p = {"image": "image_", "case": "case_"}.get(reduction, "")
     names = _class_names(results)
     for row, result in zip(rows, results.values()):
         order = list(result.get("per_class", {}))
@@ -102,7 +103,9 @@ def comparison_table(results: Mapping[str, Mapping[str, Any]], reduction: Litera
             row[f"Dice {name}"] = _value(result, f"{p}dice", order.index(name)) if name in order else float("nan")
         row["mean fg Dice"] = _value(result, f"{p}mean_foreground_dice")
         row["mIoU"] = _value(result, f"{p}mean_iou")
-    optional = {"HD95": "image_mean_hd95", "ASSD": "image_mean_assd", "PQ": f"{p}mean_pq", "AJI": f"{p}mean_aji"}
+    surface = "case_" if reduction == "case" else "image_"
+    optional = {"HD95": f"{surface}mean_hd95", "ASSD": f"{surface}mean_assd", "PQ": f"{p}mean_pq",
+                "AJI": f"{p}mean_aji"}
     for column, key in optional.items():
         if any(key in r for r in results.values()):
             for row, result in zip(rows, results.values()):
@@ -114,8 +117,8 @@ def comparison_table(results: Mapping[str, Mapping[str, Any]], reduction: Litera
         for row, result in zip(rows, results.values()):
             scores = result.get("regions", {}).get(region, {})
             row[f"Dice {region}"] = _value(scores, f"{p}dice")
-            if "image_hd95" in scores:
-                row[f"HD95 {region}"] = _value(scores, "image_hd95")
+            if f"{surface}hd95" in scores:
+                row[f"HD95 {region}"] = _value(scores, f"{surface}hd95")
     columns: list[str] = []
     for row in rows:
         columns += [c for c in row if c not in columns]
@@ -225,7 +228,7 @@ def write_metrics(results: Mapping[str, Mapping[str, Any]], output_dir: str | Pa
 def write_report(
     results: Mapping[str, Mapping[str, Any]],
     output_dir: str | Path,
-    reduction: Literal["image", "dataset"] = "image",
+    reduction: Literal["image", "dataset", "case"] = "image",
     overlay_class: int | None = None,
     num_overlays: int = 4,
     digits: int = 3,
@@ -274,9 +277,18 @@ def write_report(
     if options:
         lines.append("Inference: " + ", ".join(f"{k}={v}" for k, v in options.items()) + ".")
     if not classification:
-        lines.append(f"Reduction: {'per-image (case) means' if reduction == 'image' else 'pooled over all pixels'}; "
+        what = {"image": "per-image means", "dataset": "pooled over all pixels", "case": "per-case (volume) means"}
+        lines.append(f"Reduction: {what[reduction]}; "
                      "mIoU over all classes; HD95/ASSD mean over foreground classes.")
     lines += ["", table, "", "![scores per class](dice.png)", ""]
+    if reduction != "case" and any(r.get("num_cases") for r in results.values()):
+        case_columns, case_rows = comparison_table(results, "case")
+        spacing = (first.get("cases") or {}).get("spacing") or {}
+        values = spacing.get("values") or []
+        where = f" at voxel spacing {' / '.join('x'.join(f'{v:g}' for v in sp) for sp in values)}" if values else ""
+        lines += [f"Per case ({first.get('num_cases')} cases): each case's slices scored as one volume{where}, then "
+                  "averaged over cases (the unit BraTS and CHAOS report); per_case.csv has every case.", "",
+                  markdown_table(case_columns, case_rows, digits), ""]
     if overlay_paths:
         what = f"class {overlay_class}" if overlay_class is not None else "the foreground"
         several = overlay_class is None and any(_default_class(r) is None for r in results.values())

@@ -6,6 +6,8 @@ import json
 import numpy as np
 import pytest
 import torch
+
+import hfseg
 from PIL import Image
 
 from hfseg.evaluation.report import comparison_table, markdown_table, overlay, write_metrics, write_report
@@ -76,7 +78,7 @@ def test_segmentation_table_columns_and_values():
     assert pooled[0]["Dice liver"] == pytest.approx(results["a"]["dice"][1])
     assert pooled[0]["mIoU"] == pytest.approx(results["a"]["mean_iou"])
     with pytest.raises(ValueError, match="reduction"):
-        comparison_table(results, reduction="case")
+        comparison_table(results, reduction="volume")
 
 
 def test_markdown_marks_the_best_and_undefined_values():
@@ -131,3 +133,19 @@ def test_classification_table_and_report(tmp_path):
     assert (tmp_path / "dice.png").is_file() and "| good |" in (tmp_path / "report.md").read_text()
     with pytest.raises(ValueError, match="segmentation and classification"):
         comparison_table({**results, "seg": _segmentation_result(0)})
+
+
+def test_the_report_adds_a_per_case_table_when_results_have_cases(tmp_path):
+    from hfseg.evaluation import evaluate_model
+    from hfseg.evaluation.report import comparison_table, write_report
+
+    model = hfseg.UNetForSemanticSegmentation(hfseg.UNetConfig(num_channels=1, num_labels=4, base_channels=4,
+                                                               depth=2)).eval()
+    processor = hfseg.UNetImageProcessor(normalization="zscore", num_channels=1)
+    result = evaluate_model((model, processor), "demo", max_samples=12, surface=True)
+    assert result["num_cases"] >= 1
+    columns, rows = comparison_table({"tiny": result}, "case")
+    assert rows[0]["mean fg Dice"] == pytest.approx(result["case_mean_foreground_dice"])
+    assert rows[0]["HD95"] == pytest.approx(result["case_mean_hd95"], nan_ok=True)
+    text = write_report({"tiny": result}, tmp_path)["paths"]["report"].read_text()
+    assert f"Per case ({result['num_cases']} cases)" in text and "voxel spacing" in text
