@@ -34,7 +34,7 @@ from .image import MedicalImage, check_dtype
 DICOM_EXTENSIONS = (".dcm", ".dicom", ".ima")
 EXTRA_HINT = 'install the decoders with pip install "hfseg[dicom]" (pylibjpeg, openjpeg, jpeg-ls)'
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-_UNIT = np.ones(2)  # the pixel spacing assumed when a file states none (identity-checked by `states_spacing`)
+_UNIT = np.ones(2)  # the pixel spacing assumed when a file states none (told apart by identity: `is _UNIT`)
 _UNIT.setflags(write=False)
 _READ_ERRORS = (OSError, EOFError, ValueError, AttributeError, KeyError, TypeError, IndexError, OverflowError,
                 RuntimeError, NotImplementedError, struct.error)
