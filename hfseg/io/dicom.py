@@ -403,7 +403,9 @@ def _series_headers(folder: Path) -> dict[str, list[tuple[Path, Any]]]:
                 open_dataset(path, stop_before_pixels=True)  # raises the file's error
             continue
         with _reading(path):
-            if "Rows" in ds:  # not presentation states, structured reports, ...
+            # Not presentation states, structured reports, ... (no Rows), nor segmentations (a DICOM-SEG written
+            # next to its source series, as `hfseg predict --format dicom-seg --output-dir <series>` does).
+            if "Rows" in ds and str(ds.get("Modality", "")).upper() != "SEG":
                 headers.setdefault(str(ds.get("SeriesInstanceUID", "unknown")), []).append((path, ds))
     return headers
 

@@ -284,3 +284,10 @@ def test_dicom_seg_of_a_source_without_type2_patient_attributes(tmp_path):
     seg = pydicom.dcmread(out)
     assert seg.SOPClassUID == SEGMENTATION_STORAGE and seg.PatientBirthDate == "" and seg.PatientID == ds.PatientID
     assert "PatientBirthDate" not in image.meta["datasets"][0]  # the image as read is unchanged
+
+
+def test_a_dicom_seg_written_into_its_series_folder_is_not_read_as_a_slice(series, tmp_path):
+    image = read(series.folder)
+    write_mask((image.array > image.array.mean()).astype(np.uint8), image, series.folder / "mask_seg.dcm")
+    again = read(series.folder)  # the SEG (Modality SEG, same folder) is left out, not a second series
+    np.testing.assert_array_equal(again.array, image.array)
