@@ -140,7 +140,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
                         help="skip the per-case (volume) metrics of a dataset with a case_id column")
     parser.add_argument("--spacing", type=float, nargs=2, default=None, metavar=("ROW", "COL"),
                         help="pixel size in mm (default: the dataset's pixel_spacing column, else 1)")
-    parser.add_argument("--reduction", choices=("image", "dataset"), default="image",
+    parser.add_argument("--reduction", choices=("image", "case", "dataset"), default="image",
                         help="the table's per-image means (default) or metrics pooled over all pixels "
                              "(per-case means are in metrics.json and per_case.csv)")
     parser.add_argument("--overlays", type=int, default=4, help="overlay images per model (0: none)")
