@@ -141,8 +141,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--spacing", type=float, nargs=2, default=None, metavar=("ROW", "COL"),
                         help="pixel size in mm (default: the dataset's pixel_spacing column, else 1)")
     parser.add_argument("--reduction", choices=("image", "case", "dataset"), default="image",
-                        help="the table's per-image means (default) or metrics pooled over all pixels "
-                             "(per-case means are in metrics.json and per_case.csv)")
+                        help="the main table: per-image means (default), per-case (volume) means, or metrics "
+                             "pooled over all pixels (report.md adds a per-case table whenever there are cases)")
     parser.add_argument("--overlays", type=int, default=4, help="overlay images per model (0: none)")
     parser.add_argument("--overlay_class", type=int, default=None, help="class of the overlays (default: foreground)")
     parser.add_argument("--output_dir", default=None, help="default: reports/<dataset>")
