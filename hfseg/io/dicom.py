@@ -2,7 +2,9 @@
 
 - Pixel values go through the modality LUT (RescaleSlope / RescaleIntercept: Hounsfield units for CT), per frame
   for enhanced multi-frame files; pixels equal to PixelPaddingValue (up to PixelPaddingRangeLimit) are set to the
-  smallest real value of the whole image or volume (background). PALETTE COLOR images become RGB, as shown.
+  smallest real value of the whole image or volume (background). PALETTE COLOR images become RGB, as shown, and
+  MONOCHROME1 images are inverted within their range (bright is bright, as viewers show them; `dtype="stored"`
+  keeps the stored values).
 - Compressed transfer syntaxes are decoded by pydicom's pixel handlers; JPEG, JPEG-LS and JPEG 2000 need the
   `dicom` extra (`pip install "hfseg[dicom]"`), which the error names when a decoder is missing.
 - A series folder is grouped by SeriesInstanceUID (several series are refused, their UIDs listed: pick one with
@@ -204,6 +206,14 @@ def _stack_values(frames: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray
     return _fill_padding(values, np.stack([p for _, p in frames], axis=-1).transpose(1, 0, 2))
 
 
+def display_polarity(values: np.ndarray, ds: Any) -> np.ndarray:
+    """MONOCHROME1 values (the lowest shown white, as in many CR / DX images) inverted within their own range, so
+    bright means bright as viewers show it and as pictures exported from them store it; other images as they are."""
+    if str(ds.get("PhotometricInterpretation", "")).strip() != "MONOCHROME1" or not values.size:
+        return values
+    return (values.min() + values.max()) - values
+
+
 def _palette_rgb(stored: np.ndarray, ds: Any, path: Path) -> np.ndarray:
     """A PALETTE COLOR image as the RGB viewers show (0-255, 16-bit palettes scaled down)."""
     from pydicom.pixels import apply_color_lut
@@ -313,7 +323,7 @@ def _read_file(ds: Any, path: Path, dtype: str, max_pixels: int | None) -> Medic
         elif str(ds.get("PhotometricInterpretation", "")).strip() == "PALETTE COLOR":
             values, samples = _palette_rgb(stored, ds, path), 3
         else:
-            values = _fill_padding(*_to_values(stored, ds, 0))
+            values = display_polarity(_fill_padding(*_to_values(stored, ds, 0)), ds)
         iop, ipp, spacing = _geometry(ds, 0)
         affine = volume_affine(iop, ipp, None, spacing, _thickness(ds, 0))[:, [1, 0, 2, 3]]  # (row, column, 0)
         stated = spacing is not _UNIT
@@ -340,7 +350,7 @@ def _read_file(ds: Any, path: Path, dtype: str, max_pixels: int | None) -> Medic
     if dtype == "stored":
         volume = np.stack([stored[f] for f in order], axis=-1).transpose(1, 0, 2)
     else:
-        volume = _stack_values([_to_values(stored[f], ds, f) for f in order])
+        volume = display_polarity(_stack_values([_to_values(stored[f], ds, f) for f in order]), ds)
     first = positions[order[0]][1]
     spacing = positions[0][2]
     affine = volume_affine(iop, first, step, spacing, _thickness(ds, 0))
@@ -484,7 +494,8 @@ def _read_series(folder: Path, series: str | None, dtype: str, max_pixels: int |
                                        " frame: remove it from the series.")
             slices.append(stored if dtype == "stored" else _to_values(stored, ds, None))
             datasets.append(_strip(ds))
-    volume = np.stack(slices, axis=-1).transpose(1, 0, 2) if dtype == "stored" else _stack_values(slices)
+    volume = (np.stack(slices, axis=-1).transpose(1, 0, 2) if dtype == "stored"
+              else display_polarity(_stack_values(slices), first))
     spacing = geometry[0][2]
     affine = volume_affine(iop, first_position, step, spacing, _thickness(first, None))
     zooms = (float(spacing[1]), float(spacing[0]), float(np.linalg.norm(affine[:3, 2]))) if spacing is not _UNIT \

@@ -356,3 +356,13 @@ def test_unstated_pixel_spacing_is_none_not_an_invented_millimetre(tmp_path):
     assert image.spacing is None and image.voxel_volume() is None
     assert np.allclose(np.abs(image.affine[:3, :2]).sum(0), 1.0)  # the geometry still has unit steps
     assert hio.read(get_testdata_file("CT_small.dcm")).spacing == pytest.approx((0.661468, 0.661468))
+
+
+def test_monochrome1_is_inverted_to_display_polarity(tmp_path):
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    hu = apply_modality_lut(ds.pixel_array, ds).astype(np.float32)
+    ds.PhotometricInterpretation = "MONOCHROME1"
+    ds.save_as(tmp_path / "mono1.dcm")
+    image = read(tmp_path / "mono1.dcm")
+    np.testing.assert_allclose(image.array, hu.min() + hu.max() - hu)  # the lowest value now the brightest
+    np.testing.assert_array_equal(read(tmp_path / "mono1.dcm", dtype="stored").array, ds.pixel_array)
