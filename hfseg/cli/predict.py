@@ -43,7 +43,7 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     parser.add_argument("--format", nargs="+", default=["auto"], choices=FORMAT_CHOICES,
                         help="mask format(s): auto (PNG for pictures, NIfTI for DICOM and NIfTI), png, nifti, "
                              "dicom-seg (default: auto)")
-    parser.add_argument("--plane", "--axis", dest="plane", default=None,
+    parser.add_argument("--plane", "--axis", dest="plane", default=None, type=_plane,
                         help="how volumes are sliced for the 2D model: axial (default), coronal, sagittal, or a "
                              "storage axis 0, 1, 2")
     parser.add_argument("--volume", type=int, default=None, help="the volume of a 4D NIfTI")
@@ -58,12 +58,16 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     return parser
 
 
-def _plane(value: str | None) -> str | int | None:
-    if value is None:
-        return None
-    if value.isdigit():
-        return int(value)
-    return value.lower()
+def _plane(value: str) -> str | int:
+    """`--plane`: axial, coronal, sagittal or a storage axis 0-2 (anything else exits with code 2)."""
+    from ..io import PLANES
+
+    text = value.strip().lower()
+    if text in ("0", "1", "2"):
+        return int(text)
+    if text not in PLANES:
+        raise argparse.ArgumentTypeError(f"{value!r}: choose {', '.join(PLANES)} or a storage axis 0, 1, 2")
+    return text
 
 
 def _formats(requested: list[str], image: Any) -> tuple[list[str], list[str]]:
@@ -135,7 +139,7 @@ def run_predict(args: argparse.Namespace) -> int:
         return 1
     id2label = _id2label(model)
     name = model_name(args.model)
-    plane = _plane(args.plane)
+    plane = args.plane
     inputs = list_inputs(args.inputs)
     rows, failed, seen, skipped_formats = [], 0, {}, 0
     output_dir.mkdir(parents=True, exist_ok=True)

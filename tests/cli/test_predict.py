@@ -106,6 +106,9 @@ def test_exit_codes_and_debug(model_dir, inputs, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["predict", "--model", str(model_dir)])  # no input, no output folder
     assert exit_.value.code == 2
+    with pytest.raises(SystemExit) as exit_:
+        main(["predict", "--model", str(model_dir), "x.nii", "--output-dir", "o", "--plane", "oblique"])
+    assert exit_.value.code == 2 and "choose axial, coronal, sagittal" in capsys.readouterr().err
     main(["predict", "--model", str(model_dir), str(inputs["pictures"] / "slice0.png"), "--output-dir",
           str(tmp_path / "ok")])  # success: no SystemExit
     assert (tmp_path / "ok" / "slice0_mask.png").is_file()
