@@ -156,22 +156,6 @@ def _refuse_4d(path: Path, name: str) -> None:
         raise UploadError(f"{name} has shape {shape}: upload a 3D volume (one modality) or a 2D image.")
 
 
-def _states_spacing(image: MedicalImage) -> bool:
-    """Whether a DICOM states its pixel spacing (hfseg.io assumes 1 mm when it does not, the demo says unknown)."""
-    datasets = image.meta.get("datasets") or []
-    if not datasets:
-        return False
-    ds = datasets[0]
-    if "PixelSpacing" in ds or "ImagerPixelSpacing" in ds:
-        return True
-    for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
-        for group in list(ds.get(groups) or [])[:1]:
-            measures = group.get("PixelMeasuresSequence")
-            if measures and "PixelSpacing" in measures[0]:
-                return True
-    return False
-
-
 def _colour_as_stored(image: MedicalImage) -> np.ndarray:
     """A colour DICOM's 8-bit RGB back as uint8 (hfseg.io gives float32), so that it is shown as stored."""
     array = image.array
@@ -245,7 +229,5 @@ def read_upload(path: str | os.PathLike, slice_index: int | None = None, max_byt
         logger.warning("reading the upload %s raised %s", name, type(err).__name__, exc_info=True)
         raise _user_error(f"Cannot read {name} ({type(err).__name__}: {err}): the file is corrupt or of a variant "
                           f"this demo does not read. Upload a valid {_FORMATS[kind]}.", path, name) from err
-    if kind == "dicom" and not _states_spacing(image):
-        spacing = None
     spacing = (float(spacing[0]), float(spacing[1])) if spacing is not None else None
     return Upload(_checked(pixels, name, max_side), spacing, kind, name, count, index, image.modality)
