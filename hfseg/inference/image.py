@@ -209,18 +209,13 @@ def predict_logits(
     """
     if not 0 <= overlap < 1:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}.")
-    x = normalize(processor, image, input_data_format).to(_device_dtype(model)[0])
-    native = tuple(x.shape[-2:])
     size = _pair(size, "size") if size is not None else None
     window = _window(sliding_window, size, processor)
-    if window is not None:
-        scores = _sliding(model, x, window, overlap, tta_flip, batch_size, weighting)
-    else:
-        network = size or processor_size(processor)
-        if network is not None and network != native:
-            x = F.interpolate(x, size=network, mode="bilinear", antialias=True, align_corners=False)
-        scores = _scores(model, x, tta_flip, native)
-    scores = scores[0].float().cpu()
+    if window is None:  # plain: one image is a batch of one
+        return predict_logits_batch(model, processor, [image], size=size, tta_flip=tta_flip,
+                                    input_data_format=input_data_format)[0]
+    x = normalize(processor, image, input_data_format).to(_device_dtype(model)[0])
+    scores = _sliding(model, x, window, overlap, tta_flip, batch_size, weighting)[0].float().cpu()
     return probabilities_to_logits(scores) if tta_flip else scores
 
 
