@@ -1,5 +1,7 @@
 """Metrics per case: the slices of one volume (one `case_id`) pooled and scored as a 3D volume, the unit BraTS and
-CHAOS report, with the voxel spacing (slice thickness, row, column) the dataset gives; and the per-case table."""
+CHAOS report, with the voxel spacing (slice thickness, row, column) the dataset gives; whole volumes predicted by a
+3D (or slice-wise) model, with their class volumes in mL (`CaseMetrics(None, ...).add_volume`); and the per-case
+table."""
 
 from __future__ import annotations
 
@@ -114,10 +116,16 @@ class CaseMetrics:
     as its last slice arrives (one `SegmentationMetrics.update` per case), then reports means and spreads."""
 
     def __init__(self, data, id2label, regions, ignore_index, surface, spacing):
-        self.ids = [str(c) for c in data[CASE_COLUMN]]
+        """`data`: the split of slices (with its `case_id` column), or None to add whole volumes (`add_volume`)."""
+        self.volumes = data is None
+        self.ids = [] if data is None else [str(c) for c in data[CASE_COLUMN]]
         self.first = {case: i for i, case in reversed(list(enumerate(self.ids)))}
-        self.ranks, self.order_source = _slice_ranks(data)
-        self.spacings, self.spacing_source = _case_spacings(data, spacing)
+        if data is None:
+            self.ranks, self.order_source = [], "volumes"
+            self.spacings, self.spacing_source = [], {"volume": "each case's spacing"}
+        else:
+            self.ranks, self.order_source = _slice_ranks(data)
+            self.spacings, self.spacing_source = _case_spacings(data, spacing)
         self.remaining = Counter(self.ids)
         self.pending: dict[str, list[tuple[int, int, np.ndarray, np.ndarray]]] = {}
         self.regions, self.ignore_index = regions, ignore_index
@@ -148,12 +156,39 @@ class CaseMetrics:
         if len(spacings) > 1:
             warnings.warn(f"Case {case!r} has slices of {len(spacings)} spacings; its volume uses the first slice's "
                           f"{spacing}.", stacklevel=4)
+        self._score(case, pred, label, spacing, {"num_slices": len(slices)})
+
+    def add_volume(self, case: str, pred: np.ndarray, label: np.ndarray, spacing: Sequence[float]) -> None:
+        """Score one whole case: `pred` and `label` (X, Y, Z) class ids on the same grid, `spacing` in mm per axis.
+
+        Its entry also gets `shape` and the class volumes in mL of the truth (`volume_ml`) and of the prediction
+        (`predicted_volume_ml`), one per class."""
+        if not self.volumes:
+            raise RuntimeError("add_volume needs a CaseMetrics made for volumes (data=None).")
+        case = str(case)
+        if case in self.info:
+            raise ValueError(f"Case {case!r} was already scored.")
+        self.first[case] = len(self.first)
+        pred, label = _compact(np.asarray(pred)), _compact(np.asarray(label))
+        if pred.shape != label.shape:
+            raise ValueError(f"Case {case!r}: prediction {pred.shape} and label {label.shape} differ in shape.")
+        spacing = tuple(float(s) for s in spacing)
+        voxel_ml = float(np.prod(spacing)) / 1000.0
+        classes = range(len(self.metrics.names))
+        valid = label != self.ignore_index if self.ignore_index is not None else np.ones(label.shape, bool)
+        info = {"shape": list(pred.shape),
+                "volume_ml": [float(((label == c) & valid).sum()) * voxel_ml for c in classes],
+                "predicted_volume_ml": [float((pred == c).sum()) * voxel_ml for c in classes]}
+        self._score(case, pred, label, spacing, info)
+
+    def _score(self, case: str, pred: np.ndarray, label: np.ndarray, spacing: tuple[float, ...],
+               info: dict[str, Any]) -> None:
         self.metrics.update(pred[None], label[None], spacing=spacing)
         for region, acc in self.region_metrics.items():
             region_pred, region_target = region_masks(pred, label, self.regions[region], self.ignore_index)
             acc.update(region_pred[None], region_target[None], spacing=spacing)
         self.done.append(case)
-        self.info[case] = {"num_slices": len(slices), "spacing": list(spacing)}
+        self.info[case] = {**info, "spacing": list(spacing)}
 
     def _entry(self, j: int, values: Mapping[str, np.ndarray], regions: Mapping[str, Mapping[str, np.ndarray]]
                ) -> dict[str, Any]:
@@ -191,7 +226,8 @@ class CaseMetrics:
         unique = list(dict.fromkeys(tuple(entry["spacing"]) for entry in per_case.values()))
         cases: dict[str, Any] = {
             "num_cases": len(per_case), "slice_order": self.order_source,
-            "spacing": {"axes": ["slice", "row", "col"], **self.spacing_source, "values": [list(v) for v in unique]},
+            "spacing": {"axes": ["axis 0", "axis 1", "axis 2"] if self.volumes else ["slice", "row", "col"],
+                        **self.spacing_source, "values": [list(v) for v in unique]},
             "per_case": per_case, "mean": mean, "std": std, "per_class": per_class,
         }
         result["num_cases"] = len(per_case)
@@ -216,20 +252,30 @@ def _summary(values: Mapping[str, np.ndarray]) -> dict[str, float]:
 
 def case_table(results: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
     """`(columns, rows)`: one row per (model, case) of `{model name: evaluate_model(...) result}` with `cases`:
-    `model`, `case_id`, `num_slices`, `spacing` (`"slice x row x col"`), per foreground class `dice_<class>`,
-    `iou_<class>` (and `hd95_<class>`, `assd_<class>` with surface distances), `mean_foreground_dice`,
+    `model`, `case_id`, `num_slices` (slices stacked) or `shape` (whole volumes), `spacing` (`"slice x row x col"`,
+    or per array axis for volumes), per foreground class `dice_<class>`, `iou_<class>` (and `hd95_<class>`,
+    `assd_<class>` with surface distances; `volume_ml_<class>` / `predicted_volume_ml_<class>` for volumes),
+    `mean_foreground_dice`,
     `mean_foreground_iou`, `mean_hd95`, `mean_assd`, and per region `dice_<region>` / `hd95_<region>`. Models
     without per-case results give no rows."""
-    columns, rows = ["model", "case_id", "num_slices", "spacing"], []
+    columns, rows = ["model", "case_id"], []
     for model, result in results.items():
         names = list(result.get("per_class", {}))
         for case, entry in result.get("cases", {}).get("per_case", {}).items():
-            row: dict[str, Any] = {"model": model, "case_id": case, "num_slices": entry["num_slices"],
-                                   "spacing": " x ".join(f"{v:g}" for v in entry["spacing"])}
+            row: dict[str, Any] = {"model": model, "case_id": case}
+            if "num_slices" in entry:
+                row["num_slices"] = entry["num_slices"]
+            if "shape" in entry:
+                row["shape"] = " x ".join(str(v) for v in entry["shape"])
+            row["spacing"] = " x ".join(f"{v:g}" for v in entry["spacing"])
             for metric in ("dice", "iou", "hd95", "assd"):
                 for c, name in list(enumerate(names))[1:]:
                     if metric in entry:
                         row[f"{metric}_{name}"] = entry[metric][c]
+            for key in ("volume_ml", "predicted_volume_ml"):
+                for c, name in list(enumerate(names))[1:]:
+                    if key in entry:
+                        row[f"{key}_{name}"] = entry[key][c]
             for key in ("mean_foreground_dice", "mean_foreground_iou", "mean_hd95", "mean_assd"):
                 if key in entry:
                     row[key] = entry[key]

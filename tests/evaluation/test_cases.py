@@ -169,3 +169,30 @@ def test_slices_of_different_sizes_are_padded_with_a_warning():
     stacked = np.concatenate([pred, np.pad(pred[:, :4, :5], ((0, 0), (0, 2), (0, 1)))])
     truth = np.concatenate([label, np.pad(label[:, :4, :5], ((0, 0), (0, 2), (0, 1)), constant_values=255)])
     assert result["cases"]["per_case"]["a"]["dice"][1] == pytest.approx(_dice(stacked, truth, 1))
+
+
+def test_whole_volumes_are_scored_with_their_spacing_and_class_volumes():
+    """Two cases added as volumes: Dice by hand, HD95/ASSD in mm (a one-voxel shift along a 2 mm axis), mL."""
+    from hfseg.evaluation.cases import CaseMetrics, case_table
+
+    label = np.zeros((6, 8, 10), np.uint8)
+    label[1:5, 2:6, 3:8] = 1  # 4 x 4 x 5 = 80 voxels
+    pred = np.roll(label, 1, axis=2)  # shifted by one voxel along the 2 mm axis: overlap 64
+    acc = CaseMetrics(None, {0: "background", 1: "tumour"}, {}, None, True, None)
+    acc.add_volume("a", pred, label, (1.0, 1.0, 2.0))
+    acc.add_volume("b", label, label, (0.5, 0.5, 0.5))
+    result = acc.metrics.compute()  # pooled over both cases, as the volume evaluation reports it
+    acc.merge_into(result)
+    a, b = result["cases"]["per_case"]["a"], result["cases"]["per_case"]["b"]
+    assert a["dice"][1] == pytest.approx(2 * 64 / 160)
+    assert b["dice"][1] == 1.0 and b["hd95"][1] == 0.0
+    assert a["hd95"][1] == pytest.approx(2.0)  # every boundary voxel is at most one 2 mm step away
+    assert a["volume_ml"][1] == pytest.approx(80 * 2.0 / 1000) and a["predicted_volume_ml"][1] == a["volume_ml"][1]
+    assert b["volume_ml"][1] == pytest.approx(80 * 0.125 / 1000)
+    assert a["shape"] == [6, 8, 10] and a["spacing"] == [1.0, 1.0, 2.0]
+    assert result["case_mean_foreground_dice"] == pytest.approx((0.8 + 1.0) / 2)
+    columns, rows = case_table({"m": result})
+    assert "num_slices" not in columns and rows[0]["shape"] == "6 x 8 x 10"
+    assert rows[0]["volume_ml_tumour"] == pytest.approx(0.16)
+    with pytest.raises(ValueError, match="already scored"):
+        acc.add_volume("a", pred, label, (1, 1, 1))
