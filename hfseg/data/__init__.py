@@ -1,7 +1,9 @@
 """`datasets` loaders for medical segmentation datasets: `load(name, data_dir, **options)` and `available()`.
 
 Each loader reads its publisher's layout (see its module docstring) into a `DatasetDict` with the features of
-`segmentation_features` (or `classification_features`), splits grouped by patient/case where the data has one.
+`segmentation_features` (or `classification_features`), splits grouped by patient/case where the data has one. The 3D
+loaders (`nnunet`, `demo3d`, and `volumes=True` of `brats2020-nifti` and `chaos-mr-t2spir`) give one row per case
+with the features of `volume_features` (see `hfseg.data.volumes`).
 Loader modules are imported on first use, so format libraries (pydicom, h5py, nibabel) load only when needed.
 """
 
@@ -17,6 +19,7 @@ from .demo import DEMO_ID2LABEL
 from .features import classification_features, id2label, segmentation_features
 from .modality import dataset_modality
 from .splits import group_split
+from .volumes import volume_features
 
 
 class _Loader(NamedTuple):
@@ -29,6 +32,10 @@ class _Loader(NamedTuple):
 _LOADERS: dict[str, _Loader] = {
     "demo": _Loader("demo", "load_demo", False,
                     "brain MRI tissue segmentation from the MNI ICBM152 template in nilearn (no download)"),
+    "demo3d": _Loader("demo3d", "load_demo3d", False,
+                      "small 3D brain MRI cases resampled and deformed from the MNI ICBM152 template (no download)"),
+    "nnunet": _Loader("nnunet", "load_nnunet", True,
+                      "nnU-Net raw datasets (v2 or Medical Segmentation Decathlon) as 3D volumes, nnU-Net's folds"),
     "image-mask-folder": _Loader("folder", "load_image_mask_folder", True,
                                  "images/ and masks/ paired by file stem, any 2D image format"),
     "oral-epithelium": _Loader("oral_epithelium", "load_oral_epithelium", True,
@@ -82,4 +89,4 @@ def loader_function(name: str):
 
 
 __all__ = ["DEMO_ID2LABEL", "DatasetFormatError", "available", "classification_features", "dataset_modality",
-           "group_split", "id2label", "load", "loader_function", "segmentation_features"]
+           "group_split", "id2label", "load", "loader_function", "segmentation_features", "volume_features"]

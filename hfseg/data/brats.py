@@ -51,6 +51,13 @@ counted from the inferior end);
 False for HDF5, whose files are already one per slice and whose background value is ⚠); `min_tumor_pixels=n` keeps
 only slices with at least n tumour pixels (label > 0), as studies training on tumour slices do.
 
+**Volumes** (`load_brats2020_nifti(..., volumes=True)`): one row per case instead of slices, with the features of
+`hfseg.data.volumes.volume_features`: `image` (C, X, Y, Z) float32 stacking the `modalities` files channels first, in
+the files' own storage order (not reoriented), `label` (X, Y, Z) uint8 mapped by `label_map` as the slices are,
+`spacing` and `affine` of the first modality, `channels` the modality names. Every volume of a case must share the
+first modality's shape and affine (to 1e-4 relative). The slice options (`slices`, `skip_blank`,
+`min_tumor_pixels`) do not apply; passing `slices` or `min_tumor_pixels` with it is an error.
+
 Splits group by case (`volume_<v>` or `BraTS20_Training_XXX`, one patient each): no patient is in two splits. The
 skipped-item count of `skip_bad=True` is exact for HDF5 without content filters (one row per file); with
 `skip_blank`/`min_tumor_pixels` a skipped file and a dropped slice look alike, so only the per-file warnings of the
@@ -74,6 +81,7 @@ from ..io import MedicalImage, read_nifti, to_slices
 from .common import DatasetFormatError, build_splits, file_errors, skipping
 from .features import classes_present, segmentation_features
 from .splits import group_split
+from .volumes import build_volume_splits, check_same_grid, volume_features, volume_row
 
 if TYPE_CHECKING:
     import h5py
@@ -504,6 +512,24 @@ def _generate_nifti(items: list[str], in_plane: tuple[int, int], modalities: tup
         yield from rows
 
 
+def read_case_volume(case: Path, modalities: tuple[str, ...], label_map: Mapping[int, int]) -> dict[str, Any]:
+    """The volume row of one case folder: the modalities stacked channels first, on the first one's grid."""
+    files, seg_path = case_files(case, modalities)
+    images = [_read_nifti(files[m], image=True) for m in modalities]
+    seg = _read_nifti(seg_path, image=False)
+    for volume in (*images[1:], seg):
+        check_same_grid(volume, images[0], "every volume of a case")
+    image = np.stack([volume.array for volume in images])
+    label = _remap_seg(seg.array, seg_path, label_map)
+    return volume_row(case.name, image, label, images[0].spacing, images[0].affine, modalities)
+
+
+def _generate_volumes(items: list[Path], modalities: tuple[str, ...], label_map: tuple[tuple[int, int], ...],
+                      skip_bad: bool) -> Iterator[dict[str, Any]]:
+    yield from skipping("brats2020-nifti", items, lambda case: read_case_volume(case, modalities, dict(label_map)),
+                        skip_bad)
+
+
 def _warn_empty_cases(result: datasets.DatasetDict | datasets.IterableDatasetDict,
                       split_items: Mapping[str, Sequence[str]]) -> None:
     """Warn about cases that gave no row (skipped, or no slice passed the filters); also on a cached reload."""
@@ -534,10 +560,12 @@ def load_brats2020_nifti(
     cache_dir: str | None = None,
     num_proc: int | None = None,
     streaming: bool = False,
+    volumes: bool = False,
 ) -> datasets.DatasetDict | datasets.IterableDatasetDict:
     """Load the official BraTS 2020 NIfTI volumes as axial slices (see the module docstring), split by case.
 
-    Each case is read once and gives all its slices, so `num_proc` shares out cases.
+    Each case is read once and gives all its slices, so `num_proc` shares out cases. With `volumes=True` each case
+    is one row of `hfseg.data.volumes.volume_features` instead (the same case split).
 
     Args:
         modalities: the image channels, in this order (default t1, t1ce, t2, flair, as the HDF5 loader).
@@ -546,11 +574,24 @@ def load_brats2020_nifti(
         skip_blank: drop slices whose image is zero in every modality (outside the brain).
         min_tumor_pixels: keep only slices with at least this many tumour pixels (1: slices with tumour).
         skip_bad: skip unreadable or inconsistent cases with a warning instead of raising.
+        volumes: one row per case, the whole volume channels first (see the module docstring).
     """
     modalities = _check_modalities(modalities, BRATS_MODALITIES, "modalities")
     label_map = {int(k): int(v) for k, v in (label_map or BRATS_NIFTI_LABELS).items()}
     if not set(label_map.values()) <= set(BRATS_ID2LABEL):
         raise ValueError(f"label_map must map to the classes {sorted(BRATS_ID2LABEL)}, got {label_map}.")
+    if volumes:
+        if slices is not None or min_tumor_pixels:
+            raise ValueError("slices and min_tumor_pixels select slices: they do not apply with volumes=True.")
+        cases = find_cases(data_dir)
+        split_items = _split(cases, [case.name for case in cases], validation_fraction, seed)
+        result = build_volume_splits(
+            "brats2020-nifti", _generate_volumes, split_items, volume_features(BRATS_ID2LABEL),
+            gen_kwargs=dict(modalities=modalities, label_map=tuple(sorted(label_map.items())), skip_bad=skip_bad),
+            cache_dir=cache_dir, num_proc=num_proc, streaming=streaming,
+        )
+        _describe(result, "NIfTI volumes, one row per case in storage order", modalities)
+        return result
     cases = [str(case) for case in find_cases(data_dir)]
     shape = _probe(cases, lambda case: _nifti_shape(Path(case), modalities), skip_bad)
     split_items = _split(cases, [Path(case).name for case in cases], validation_fraction, seed)

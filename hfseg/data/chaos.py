@@ -22,6 +22,13 @@ Slice order is the file-name order (the CHAOS evaluation code sorts by name), no
 carries its file stem in `slice` and its position in that order within the patient in `slice_index`.
 
 Split grouping: by patient (the `<id>` folder, the `case_id` column), so no patient is in two splits.
+
+**Volumes** (`volumes=True`): one row per patient with the features of `hfseg.data.volumes.volume_features`. The
+image is the `DICOM_anon` folder read as one series by `hfseg.io.read` (stored values, as the slices, as float32;
+(columns, rows, slices), the slices in hfseg.io's order: by position along the slice normal, or by InstanceNumber
+when the files carry no position), with its `spacing` and RAS `affine`; channel "T2SPIR". Each slice's label is the
+Ground PNG of that slice's own DICOM file (same stem), mapped as above and transposed like its DICOM slice, so
+`label[:, :, k]` pairs with `image[0, :, :, k]` whatever the file names' order. The patients split as the slices do.
 """
 
 from __future__ import annotations
@@ -33,10 +40,12 @@ from pathlib import Path
 import datasets
 import numpy as np
 
+from ..io import read
 from ..io.dicom import dcmread, decode, open_dataset  # noqa: F401  (dcmread re-exported: other modules import it here)
 from .common import DatasetFormatError, build_splits, check_same_size, file_errors, grey_mask, read_image, skipping
 from .features import classes_present, segmentation_features
 from .splits import group_split
+from .volumes import build_volume_splits, volume_features, volume_row
 
 NAME = "chaos-mr-t2spir"
 CHAOS_ID2LABEL = {0: "background", 1: "liver", 2: "right_kidney", 3: "left_kidney", 4: "spleen"}
@@ -187,6 +196,42 @@ def _generate(items, value_ranges, unmatched, skip_bad):
     yield from skipping(NAME, items, read, skip_bad)
 
 
+def read_patient_volume(folder: Path, value_ranges: Mapping[int, tuple[int, int]], unmatched: str) -> dict:
+    """The volume row of one patient: the T2SPIR series and its Ground PNGs stacked in the series' slice order."""
+    series = folder / "T2SPIR" / "DICOM_anon"
+    slices = patient_items(folder)
+    for item in slices:
+        _check_pair(item)
+    items = {stem: (dicom, ground) for _, stem, _, dicom, ground in slices}
+    with file_errors():
+        volume = read(series, dtype="stored")
+    if volume.array.ndim != 3 or volume.affine is None:
+        raise DatasetFormatError(f"{series} is not one grey DICOM series (got {volume.array.shape}): remove the "
+                                 "files that are not T2SPIR slices.")
+    if volume.spacing is None:
+        raise DatasetFormatError(f"{series} states no PixelSpacing: restore the archive's DICOM files.")
+    files = [Path(ds.filename) for ds in volume.meta["datasets"]]
+    if len(files) != len(items):
+        raise DatasetFormatError(f"{series} gave {len(files)} slices from its {len(items)} files: restore the "
+                                 "archive's files.")
+    label = np.zeros(volume.array.shape, np.uint8)
+    for k, path in enumerate(files):
+        dicom, ground = items[path.stem]
+        mask = map_ground(read_image(Path(ground)), ground, value_ranges, unmatched)
+        if mask.shape != volume.array.shape[1::-1]:
+            raise DatasetFormatError(f"Ground mask {ground} is {mask.shape} but its DICOM {dicom} is "
+                                     f"{volume.array.shape[1::-1]} (rows, cols): masks must match their image pixel "
+                                     "for pixel.")
+        label[:, :, k] = mask.T  # a series slice is its DICOM's (rows, columns) transposed
+    return volume_row(folder.name, volume.array[None].astype(np.float32), label, volume.spacing, volume.affine,
+                      ("T2SPIR",))
+
+
+def _generate_volumes(items, value_ranges, unmatched, skip_bad):
+    ranges = dict(value_ranges)
+    yield from skipping(NAME, items, lambda item: read_patient_volume(item[0], ranges, unmatched), skip_bad)
+
+
 def _check_ranges(value_ranges: Mapping[int, tuple[int, int]]) -> tuple[tuple[int, tuple[int, int]], ...]:
     checked = []
     for cls, bounds in sorted(value_ranges.items()):
@@ -213,6 +258,7 @@ def load_chaos_mr_t2spir(
     cache_dir: str | None = None,
     num_proc: int | None = None,
     streaming: bool = False,
+    volumes: bool = False,
 ) -> datasets.DatasetDict | datasets.IterableDatasetDict:
     """Load CHAOS MR T2-SPIR (see the module docstring) as a `DatasetDict` split by patient.
 
@@ -224,11 +270,23 @@ def load_chaos_mr_t2spir(
         validation_fraction, seed: share of patients held out for validation, and the shuffle seed.
         skip_bad: skip (warn about and count) slices that cannot be read or paired instead of raising.
         cache_dir, num_proc, streaming: `datasets` caching, parallel reading, lazy reading.
+        volumes: one row per patient, the whole series (see the module docstring).
     """
     if unmatched not in ("background", "error"):
         raise ValueError(f"unmatched must be 'background' or 'error', got {unmatched!r}.")
     ranges = _check_ranges(CHAOS_VALUE_RANGES if value_ranges is None else value_ranges)
     mr_root = find_mr_root(data_dir)
+    if volumes:
+        folders = _patient_dirs(mr_root, patients, skip_bad)
+        if not folders:
+            raise DatasetFormatError(f"No T2SPIR series found under {mr_root}.")
+        # An item: the patient folder, and its series and Ground folders (whose files enter the cache key).
+        items = [(f, f / "T2SPIR" / "DICOM_anon", f / "T2SPIR" / "Ground") for f in folders]
+        train, validation = group_split([folder.name for folder in folders], validation_fraction, seed)
+        split_items = {"train": [items[i] for i in train], "validation": [items[i] for i in validation]}
+        return build_volume_splits(NAME, _generate_volumes, split_items, volume_features(CHAOS_ID2LABEL),
+                                   gen_kwargs=dict(value_ranges=ranges, unmatched=unmatched, skip_bad=skip_bad),
+                                   cache_dir=cache_dir, num_proc=num_proc, streaming=streaming)
     items = [item for folder in _patient_dirs(mr_root, patients, skip_bad) for item in patient_items(folder)]
     if not items:
         raise DatasetFormatError(f"No T2SPIR slices found under {mr_root}.")

@@ -10,6 +10,8 @@ from __future__ import annotations
 # Per loader name of `hfseg.data.load`: what its images are (see each loader's module docstring).
 DATASET_MODALITIES: dict[str, str | None] = {
     "demo": "MR",  # the MNI ICBM152 T1 brain template
+    "demo3d": "MR",  # 3D cases made from the same template
+    "nnunet": None,  # any nnU-Net dataset: CT, MR, ... (its dataset.json names channels, not a modality code)
     "image-mask-folder": None,  # any 2D images
     "oral-epithelium": "SM",  # H&E histology regions of interest
     "liver-voc": "CT",  # liver CT slices

@@ -424,3 +424,57 @@ def test_brats_regions_on_a_hand_made_label_map():
         assert as_tensor[name].dtype == torch.bool
         np.testing.assert_array_equal(as_tensor[name].numpy(), regions[name])
     np.testing.assert_array_equal(region_channels(label)[..., 1], regions["TC"])  # the fixture's region writer agrees
+
+
+# ------------------------------------------------------------------------------------------------- NIfTI volumes
+
+
+def test_nifti_volumes_are_the_stored_arrays_stacked_channels_first(tmp_path):
+    """volumes=True: one row per case, each modality file's stored array (as nibabel reads it, not reoriented)
+    stacked in `modalities` order, the seg mapped 4 -> 3, spacing and affine from the header; the same case split
+    as the slices."""
+    import nibabel as nib
+
+    from hfseg.data.volumes import case_arrays
+
+    write_nifti(tmp_path / "d", storage={1: "LPS", 2: "PLS", 355: "RAS"})
+    ds = load("brats2020-nifti", tmp_path / "d", volumes=True, validation_fraction=0.3)
+    slices = load("brats2020-nifti", tmp_path / "d", validation_fraction=0.3)
+    for split in ("train", "validation"):
+        assert sorted(ds[split]["case_id"]) == sorted(set(slices[split]["case_id"]))
+    assert hfseg.data.id2label(ds) == BRATS_ID2LABEL
+    for split in ds.values():
+        for i in range(len(split)):
+            case = case_arrays(split, i)
+            folder = tmp_path / "d" / NIFTI_DIR / case.case_id
+            files = {p.name: p for p in folder.iterdir()}
+            suffix = ".nii" if case.case_id == QUIRK_CASE else ".nii.gz"
+            stored = [nib.load(str(files[f"{case.case_id}_{m}{suffix}"])) for m in ("t1", "t1ce", "t2", "flair")]
+            np.testing.assert_array_equal(case.image, np.stack([np.asarray(s.dataobj, np.float32) for s in stored]))
+            seg = np.asarray(nib.load(str(next(p for p in files.values() if "seg" in p.name.lower()))).dataobj)
+            np.testing.assert_array_equal(case.label, np.where(seg == 4, 3, seg))
+            np.testing.assert_array_equal(case.affine, stored[0].affine)
+            assert case.spacing == (1.0, 1.0, 1.0) and case.channels == ["t1", "t1ce", "t2", "flair"]
+    two = load("brats2020-nifti", tmp_path / "d", volumes=True, modalities=("flair", "t1ce"), validation_fraction=0.0)
+    assert case_arrays(two["train"], 0).channels == ["flair", "t1ce"]
+    with pytest.raises(ValueError, match="do not apply with volumes=True"):
+        load("brats2020-nifti", tmp_path / "d", volumes=True, slices=(1, 3))
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda r: save_nifti(np.zeros(STORED_SHAPE, np.uint8), _case(r) / "BraTS20_Training_002_seg.nii.gz", "RAS"),
+         r"002_seg.nii.gz has the affine .* but .*002_t1.nii.gz has .*every volume of a case must share one voxel "
+         r"grid"),
+        (lambda r: save_nifti(np.zeros((W, 8, DEPTH), np.int16), _case(r) / "BraTS20_Training_002_flair.nii.gz"),
+         r"002_flair.nii.gz has shape \(10, 8, 5\) but .*002_t1.nii.gz has \(10, 12, 5\)"),
+        (lambda r: (_case(r) / "BraTS20_Training_002_t2.nii.gz").unlink(),
+         r"Case .*BraTS20_Training_002 has no t2 volume"),
+    ],
+)
+def test_nifti_volumes_bad_input_names_the_file(tmp_path, damage, message):
+    write_nifti(tmp_path / "d")
+    damage(tmp_path / "d")
+    with pytest.raises(DatasetFormatError, match=message):
+        load("brats2020-nifti", tmp_path / "d", volumes=True)

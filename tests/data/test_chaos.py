@@ -194,3 +194,76 @@ def test_streaming_reads_lazily_the_same_rows(chaos):
     assert not (root.parent / "unused").exists()
     assert_matches_truth(stream, truth)
     assert [r["slice"] for r in stream["validation"]] == load(root)["validation"]["slice"]
+
+
+# ----------------------------------------------------------------------------------------------------- volumes
+
+
+def _volume_truth(truth, patient, order):
+    """The truth slices of a patient in `order` (file indices), as a series volume stores them: (cols, rows, k)."""
+    keys = sorted(k for k in truth if k[0] == patient)
+    image = np.stack([truth[keys[i]][0].T for i in order], axis=-1).astype(np.float32)
+    label = np.stack([truth[keys[i]][1].T for i in order], axis=-1)
+    return image, label
+
+
+def _cases(ds):
+    from hfseg.data.volumes import case_arrays
+
+    return {c.case_id: c for split in ds.values() for c in (case_arrays(split, i) for i in range(len(split)))}
+
+
+def test_volumes_stack_the_series_with_each_slice_s_own_ground(chaos):
+    """volumes=True: the series in hfseg.io's slice order (here InstanceNumber, which runs opposite to the file
+    names), each slice labelled by the Ground PNG of its own file, transposed as the series stores it."""
+    root, truth = chaos
+    with pytest.warns(UserWarning, match="ordered by InstanceNumber"):
+        ds = load(root, volumes=True)
+    slices = load(root)
+    for split in ("train", "validation"):
+        assert sorted(ds[split]["case_id"]) == sorted(set(slices[split]["case_id"]))
+    assert hfseg.data.id2label(ds) == CHAOS_ID2LABEL
+    cases = _cases(ds)
+    assert sorted(cases) == ["1", "2", "5"]
+    for patient, case in cases.items():
+        image, label = _volume_truth(truth, patient, [2, 1, 0])
+        assert case.image.shape == (1, SHAPE[1], SHAPE[0], 3) and case.channels == ["T2SPIR"]
+        np.testing.assert_array_equal(case.image[0], image)
+        np.testing.assert_array_equal(case.label, label)
+        assert case.spacing == (1.5, 1.5, 1.0)
+
+
+def test_volumes_geometry_from_the_slice_positions(chaos):
+    """With ImageOrientationPatient the series is sorted by position (z = 9 * InstanceNumber) and its third axis
+    is 9 mm; the labels still follow their own files."""
+    import pydicom
+
+    root, truth = chaos
+    for path in root.joinpath(*MR).glob("*/T2SPIR/DICOM_anon/*.dcm"):
+        ds = pydicom.dcmread(path)
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.save_as(path)
+    cases = _cases(load(root, volumes=True, validation_fraction=0.0))
+    for patient, case in cases.items():
+        image, label = _volume_truth(truth, patient, [2, 1, 0])
+        np.testing.assert_array_equal(case.label, label)
+        np.testing.assert_array_equal(case.image[0], image)
+        assert case.spacing == (1.5, 1.5, 9.0)
+        # LPS -> RAS: columns along -x, rows along -y, slices along +z from the lowest position (instance 1: 9 mm).
+        np.testing.assert_allclose(case.affine, [[-1.5, 0, 0, 0], [0, -1.5, 0, 0], [0, 0, 9, 9], [0, 0, 0, 1]])
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda r: _ground(r).unlink(), r"DICOM .*IMG-0002-00002.dcm has no Ground mask: expected .*Ground"),
+        (lambda r: Image.fromarray(np.zeros((10, 14), np.uint8)).save(_ground(r)),
+         r"Ground mask .*IMG-0002-00002.png is \(10, 14\) but its DICOM .*IMG-0002-00002.dcm is \(14, 10\)"),
+    ],
+)
+@pytest.mark.filterwarnings("ignore:.*ordered by InstanceNumber")
+def test_volumes_bad_input_names_the_file(chaos, damage, message):
+    root, _ = chaos
+    damage(root)
+    with pytest.raises(DatasetFormatError, match=message):
+        load(root, volumes=True)

@@ -6,6 +6,8 @@ from hfseg.data import available, dataset_modality
 
 EXPECTED = {
     "demo": "MR",
+    "demo3d": "MR",
+    "nnunet": None,
     "image-mask-folder": None,
     "oral-epithelium": "SM",
     "liver-voc": "CT",
