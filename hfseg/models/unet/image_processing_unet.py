@@ -1,12 +1,15 @@
-"""Image processor for the hfseg U-Net family: medical intensity normalization, resizing, label maps.
+"""Image processor for the hfseg U-Net family: medical intensity normalization, resizing, label maps, and the
+nnU-Net-style volume preprocessing (crop, per-channel normalization, resampling) with its inverse.
 
-Self-contained (numpy, torch, PIL, transformers) so that it is copied next to a checkpoint saved for
-`trust_remote_code` loading.
+Self-contained (numpy, torch, PIL, transformers; scipy only for cubic resampling) so that it is copied next to a
+checkpoint saved for `trust_remote_code` loading.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import warnings
 from typing import Any, Sequence
 
@@ -22,6 +25,12 @@ logger = logging.getLogger(__name__)
 NORMALIZATIONS = ("zscore", "percentile", "window", "minmax", "mean_std", "none")
 # ITU-R 601-2 luma weights, as PIL's `convert("L")`.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+VOLUME_SCHEMES = ("ct", "zscore")
+IMAGE_INTERPOLATIONS = ("linear", "cubic")
+GEOMETRY_KEYS = ("original_shape", "crop_bbox", "cropped_shape", "original_spacing", "target_spacing",
+                 "resampled_shape")
+SCORE_TYPES = ("auto", "logits", "probabilities")
+STD_FLOOR = 1e-8  # nnU-Net's max(std, 1e-8)
 _warned: set[str] = set()
 
 
@@ -47,9 +56,14 @@ def _to_numpy(image: Any) -> np.ndarray:
     return array
 
 
+def _per_channel(values: torch.Tensor, ndim: int) -> torch.Tensor:
+    """(C,) values shaped to broadcast over a (C, *spatial) image with `ndim` dimensions."""
+    return values.reshape((-1,) + (1,) * (ndim - 1))
+
+
 def _fill_non_finite(image: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """`image` (C, H, W) with NaN and +-inf replaced by its channel's minimum finite value (0 when it has none), and
-    how many values were replaced."""
+    """`image` (C, H, W) or (C, X, Y, Z) with NaN and +-inf replaced by its channel's minimum finite value (0 when it
+    has none), and how many values were replaced."""
     if not image.is_floating_point():
         return image, 0
     finite = torch.isfinite(image)
@@ -58,7 +72,7 @@ def _fill_non_finite(image: torch.Tensor) -> tuple[torch.Tensor, int]:
         return image, 0
     lowest = torch.where(finite, image, torch.inf).flatten(1).min(1).values
     lowest = torch.where(torch.isfinite(lowest), lowest, torch.zeros_like(lowest))
-    return torch.where(finite, image, lowest[:, None, None]), count
+    return torch.where(finite, image, _per_channel(lowest, image.ndim)), count
 
 
 def _warn_non_finite(count: int) -> None:
@@ -84,6 +98,154 @@ def _is_single(images: Any) -> bool:
     return True
 
 
+# -- volume settings: validation ----------------------------------------------------------------------------------
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
+        and math.isfinite(float(value))
+
+
+def _int_list(name: str, values: Any, length: int | None = None, low: int = 1, high: int | None = None) -> list[int]:
+    """`values` as a list of ints in [low, high), of `length` when given; a ValueError naming `name` otherwise."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple, np.ndarray)):
+        raise ValueError(f"{name} must be a list of ints, got {values!r}.")
+    out = []
+    for value in values:
+        if not _is_number(value) or int(value) != value or value < low or (high is not None and value >= high):
+            bound = f" below {high}" if high is not None else ""
+            raise ValueError(f"{name} must hold ints >= {low}{bound}, got {list(values)!r}.")
+        out.append(int(value))
+    if length is not None and len(out) != length:
+        raise ValueError(f"{name} must have {length} entries (one per spatial axis), got {out}.")
+    return out
+
+
+def _check_target_spacing(spacing: Any) -> list[float | None] | None:
+    if spacing is None:
+        return None
+    if isinstance(spacing, (str, bytes)) or not isinstance(spacing, (list, tuple, np.ndarray)) or len(spacing) != 3:
+        raise ValueError(f"target_spacing must be 3 values in mm (one per array axis, None: that axis is not "
+                         f"resampled), or None; got {spacing!r}.")
+    if not all(v is None or (_is_number(v) and v > 0) for v in spacing):
+        raise ValueError(f"target_spacing entries must be positive mm values or None, got {list(spacing)!r}.")
+    return [None if v is None else float(v) for v in spacing]
+
+
+def _check_spacing(spacing: Any) -> list[float]:
+    """The spacing given to `preprocess_volume`: 3 positive finite floats."""
+    values = list(spacing) if isinstance(spacing, (list, tuple, np.ndarray, torch.Tensor)) else None
+    try:
+        values = [float(v) for v in values] if values is not None else None
+    except (TypeError, ValueError):
+        values = None
+    if values is None or len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values):
+        raise ValueError(f"spacing must be 3 positive values in mm, one per array axis (e.g. MedicalImage.spacing), "
+                         f"got {spacing!r}.")
+    return values
+
+
+def _check_channel_entry(index: int, entry: Any) -> dict[str, Any]:
+    where = f"channel_normalization[{index}]"
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where} must be a dict such as {{'scheme': 'zscore', 'nonzero': False}}, got {entry!r}.")
+    scheme = entry.get("scheme")
+    if scheme == "ct":
+        unknown = sorted(set(entry) - {"scheme", "clip", "mean", "std"})
+        clip, mean, std = entry.get("clip"), entry.get("mean"), entry.get("std")
+        if not isinstance(clip, (list, tuple)) or len(clip) != 2 or not all(_is_number(v) for v in clip) \
+                or clip[0] > clip[1]:
+            raise ValueError(f"{where}: scheme 'ct' needs clip=[low, high] (the 0.5 and 99.5 percentiles of the "
+                             f"foreground intensities, low <= high), got {clip!r}.")
+        if not _is_number(mean) or not _is_number(std) or std < 0:
+            raise ValueError(f"{where}: scheme 'ct' needs a finite mean and a finite std >= 0, got mean={mean!r}, "
+                             f"std={std!r}.")
+        checked = {"scheme": "ct", "clip": [float(clip[0]), float(clip[1])], "mean": float(mean), "std": float(std)}
+    elif scheme == "zscore":
+        unknown = sorted(set(entry) - {"scheme", "nonzero"})
+        nonzero = entry.get("nonzero", False)
+        if not isinstance(nonzero, (bool, np.bool_)):
+            raise ValueError(f"{where}: 'nonzero' must be true or false, got {nonzero!r}.")
+        checked = {"scheme": "zscore", "nonzero": bool(nonzero)}
+    else:
+        raise ValueError(f"{where}: unknown scheme {scheme!r}; allowed values: {', '.join(VOLUME_SCHEMES)} ('ct' "
+                         "with clip, mean and std; 'zscore' with nonzero).")
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)} for scheme {scheme!r}.")
+    return checked
+
+
+def _check_channel_normalization(entries: Any) -> list[dict[str, Any]] | None:
+    if entries is None:
+        return None
+    if not isinstance(entries, (list, tuple)) or not entries:
+        raise ValueError(f"channel_normalization must be a non-empty list with one dict per channel (a plan's "
+                         f"'normalization'), or None; got {entries!r}.")
+    return [_check_channel_entry(i, entry) for i, entry in enumerate(entries)]
+
+
+def _check_geometry(geometry: Any) -> dict[str, Any]:
+    missing = [k for k in GEOMETRY_KEYS if not isinstance(geometry, dict) or k not in geometry]
+    if missing:
+        raise ValueError(f"geometry must be the 'geometry' dict preprocess_volume returned; missing key(s): "
+                         f"{', '.join(missing)}.")
+    shape, cropped = [int(v) for v in geometry["original_shape"]], [int(v) for v in geometry["cropped_shape"]]
+    bbox = [[int(lo), int(hi)] for lo, hi in geometry["crop_bbox"]]
+    if len(shape) != 3 or len(bbox) != 3 or [hi - lo for lo, hi in bbox] != cropped \
+            or not all(0 <= lo < hi <= n for (lo, hi), n in zip(bbox, shape)):
+        raise ValueError(f"geometry is inconsistent: crop_bbox {bbox} does not give cropped_shape {cropped} inside "
+                         f"original_shape {shape}.")
+    return {"original_shape": shape, "crop_bbox": bbox, "cropped_shape": cropped,
+            "resampled_shape": [int(v) for v in geometry["resampled_shape"]]}
+
+
+# -- volume steps ---------------------------------------------------------------------------------------------------
+def _nonzero_bbox(volume: torch.Tensor) -> list[list[int]]:
+    """Half-open [[lo, hi], ...] bounding box of the voxels non-zero in any channel of (C, X, Y, Z); the whole
+    volume when every voxel is zero."""
+    mask = (volume != 0).any(0)
+    if not bool(mask.any()):
+        return [[0, int(n)] for n in mask.shape]
+    bbox = []
+    for axis in range(mask.ndim):
+        hits = mask.any(dim=tuple(a for a in range(mask.ndim) if a != axis)).nonzero()[:, 0]
+        bbox.append([int(hits[0]), int(hits[-1]) + 1])
+    return bbox
+
+
+def _resampled_shape(shape: Sequence[int], spacing: Sequence[float], target: Sequence[float]) -> list[int]:
+    """nnU-Net's new shape: round(shape * spacing / target), at least 1 voxel per axis."""
+    new = np.round(np.asarray(spacing, dtype=float) / np.asarray(target, dtype=float) * np.asarray(shape, dtype=float))
+    return [max(1, int(n)) for n in new]
+
+
+def _zoom_cubic(volume: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """(C, X, Y, Z) resampled to `shape` with cubic splines on the voxel grid (scipy.ndimage.zoom, order 3)."""
+    try:
+        from scipy import ndimage
+    except ImportError as error:  # pragma: no cover - scipy is a dependency of hfseg
+        raise ImportError("image_interpolation='cubic' needs scipy (pip install scipy); or set "
+                          "image_interpolation='linear'.") from error
+    array = volume.numpy()
+    zoom = [n / o for n, o in zip(shape, array.shape[1:])]
+    out = np.stack([ndimage.zoom(channel, zoom, order=3, mode="nearest", grid_mode=True) for channel in array])
+    if list(out.shape[1:]) != list(shape):  # scipy rounds input_shape * zoom; a float slip would show here
+        raise RuntimeError(f"Cubic resampling gave shape {out.shape[1:]} instead of {tuple(shape)}.")
+    return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32))
+
+
+def _zscore(values: torch.Tensor) -> tuple[float, float]:
+    """Mean and population std (floored at 1e-8) of `values`, in float64; (0, 1) when empty."""
+    if values.numel() == 0:
+        return 0.0, 1.0
+    values = values.double()
+    return float(values.mean()), max(float(values.std(unbiased=False)), STD_FLOOR)
+
+
+def _look_like_probabilities(scores: torch.Tensor) -> bool:
+    """(K, ...) scores all in [0, 1] that (K > 1) sum to 1 over K at every voxel."""
+    if float(scores.min()) < 0 or float(scores.max()) > 1:
+        return False
+    return scores.shape[0] == 1 or bool(((scores.sum(0) - 1).abs() <= 1e-3).all())
+
 class UNetImageProcessor(BaseImageProcessor):
     r"""
     Prepares medical images for [`UNetForSemanticSegmentation`] (and any model taking `pixel_values`).
@@ -95,6 +257,17 @@ class UNetImageProcessor(BaseImageProcessor):
     the minimum finite value of the image (of each channel, for a multi-channel image; 0 when it has no finite
     value), with one warning per call naming how many were replaced. Without this, a single NaN makes a z-score mean
     NaN and the whole prediction background.
+
+    Volumes (`preprocess_volume` / `postprocess_volume`), as nnU-Net preprocesses them, so that training and
+    inference crop, normalize and resample the same way: non-finite values filled (as above), crop to the bounding
+    box of the voxels non-zero in any channel (`crop_to_nonzero`), per-channel normalization
+    (`channel_normalization`, before resampling), then resampling of the image (`image_interpolation`) and of the
+    label (nearest neighbour) to `target_spacing`. `postprocess_volume` undoes the resampling and the crop of the
+    model's scores and gives the mask on the original voxel grid. Volumes keep their stored axis order (no
+    reorientation). A 2D plan on volumes (`spatial_dims=2` with `slice_axis`) preprocesses the whole volume the same
+    way, without resampling along `slice_axis`; the 2D model then sees the slices along `slice_axis` of that
+    preprocessed volume (`volume_to_slices`), and its per-slice scores are stacked back (`slices_to_volume`) before
+    `postprocess_volume`. With `channel_normalization` set, `preprocess` (2D images) normalizes with it too.
 
     Args:
         normalization (`str`, *optional*, defaults to `"zscore"`):
@@ -127,6 +300,38 @@ class UNetImageProcessor(BaseImageProcessor):
             `[low, high]`, the 1st and 99th percentiles of the training images' raw intensities (before
             normalization), to tell whether new images are on the same scale; None when unknown. Informational: it
             does not change preprocessing.
+        spatial_dims (`int`, *optional*, defaults to 2):
+            2 for a 2D model (images, or slices of volumes with `slice_axis`), 3 for a 3D model taking volumes
+            (then only `preprocess_volume` prepares inputs; `preprocess` refuses).
+        target_spacing (`list[float | None]`, *optional*):
+            Voxel spacing in mm per array axis that `preprocess_volume` resamples to; a None entry (and None for the
+            whole field) leaves that axis unresampled. The new size of an axis is
+            `round(size * spacing / target_spacing)`, at least 1. With `slice_axis`, its entry must be None.
+        slice_axis (`int`, *optional*):
+            For a 2D plan on volumes (`spatial_dims=2`): the array axis (0, 1 or 2) the 2D slices are cut along.
+        channel_normalization (`list[dict]`, *optional*):
+            One dict per channel (a plan's `normalization`), replacing `normalization` when set:
+            `{"scheme": "ct", "clip": [low, high], "mean": m, "std": s}` clips to `[low, high]` then computes
+            `(x - m) / max(s, 1e-8)` (fixed dataset statistics, for CT);
+            `{"scheme": "zscore", "nonzero": bool}` computes `(x - mean) / max(std, 1e-8)` with the statistics of
+            the image itself (after the crop), over the voxels non-zero in any channel when `nonzero` is true (the
+            other voxels are set to 0), else over all voxels. Unlike nnU-Net, holes inside the non-zero region
+            are not filled first.
+        crop_to_nonzero (`bool`, *optional*, defaults to `False`):
+            Crop volumes to the bounding box of the voxels non-zero in any channel before normalization.
+        patch_size (`list[int]`, *optional*):
+            The model's training patch (`spatial_dims` ints; for a 2D plan the two in-plane axes in array order),
+            for sliding-window inference. Informational: it does not change preprocessing.
+        image_interpolation (`str`, *optional*, defaults to `"linear"`):
+            Image resampling on the voxel grid (voxel centres aligned): `"linear"` (trilinear, torch's
+            `interpolate(..., align_corners=False)`) or `"cubic"` (`scipy.ndimage.zoom(order=3, mode="nearest",
+            grid_mode=True)`). Labels are always resampled with the nearest neighbour, scores in
+            `postprocess_volume` always linearly.
+        mirror_axes (`list[int]`, *optional*):
+            Spatial axes (indices into the patch axes) mirrored in augmentation and test-time augmentation.
+            Informational: it does not change preprocessing.
+        plan (`dict`, *optional*):
+            The whole plan the model was trained with (JSON-able), stored as is for the model card.
     """
 
     model_input_names = ["pixel_values"]
@@ -146,6 +351,15 @@ class UNetImageProcessor(BaseImageProcessor):
         num_channels: int | None = None,
         modality: str | None = None,
         intensity_range: Sequence[float] | None = None,
+        spatial_dims: int = 2,
+        target_spacing: Sequence[float | None] | None = None,
+        slice_axis: int | None = None,
+        channel_normalization: Sequence[dict[str, Any]] | None = None,
+        crop_to_nonzero: bool = False,
+        patch_size: Sequence[int] | None = None,
+        image_interpolation: str = "linear",
+        mirror_axes: Sequence[int] | None = None,
+        plan: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -181,6 +395,64 @@ class UNetImageProcessor(BaseImageProcessor):
         self.num_channels = num_channels
         self.modality = modality.strip() if modality is not None else None
         self.intensity_range = intensity_range
+        self._set_volume_fields(spatial_dims, target_spacing, slice_axis, channel_normalization, crop_to_nonzero,
+                                patch_size, image_interpolation, mirror_axes, plan)
+
+    def _set_volume_fields(self, spatial_dims: Any, target_spacing: Any, slice_axis: Any, channel_normalization: Any,
+                           crop_to_nonzero: Any, patch_size: Any, image_interpolation: Any, mirror_axes: Any,
+                           plan: Any) -> None:
+        """Validate and set the volume fields (see the class docstring)."""
+        if spatial_dims not in (2, 3) or isinstance(spatial_dims, bool):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}.")
+        target_spacing = _check_target_spacing(target_spacing)
+        if slice_axis is not None:
+            if spatial_dims != 2:
+                raise ValueError("slice_axis is for 2D plans on volumes: set spatial_dims=2, or slice_axis=None for "
+                                 "a 3D model.")
+            if not _is_number(slice_axis) or slice_axis not in (0, 1, 2):
+                raise ValueError(f"slice_axis must be the array axis 0, 1 or 2 (or None), got {slice_axis!r}.")
+            slice_axis = int(slice_axis)
+            if target_spacing is not None and target_spacing[slice_axis] is not None:
+                raise ValueError(f"target_spacing[{slice_axis}] must be None with slice_axis={slice_axis}: a 2D plan "
+                                 f"does not resample along the slice axis (got target_spacing={target_spacing}).")
+        elif spatial_dims == 2 and target_spacing is not None:
+            raise ValueError("target_spacing with spatial_dims=2 needs slice_axis (the axis 2D slices are cut along).")
+        channel_normalization = _check_channel_normalization(channel_normalization)
+        if channel_normalization is not None and self.num_channels is not None \
+                and len(channel_normalization) != self.num_channels:
+            raise ValueError(f"channel_normalization has {len(channel_normalization)} entries but num_channels is "
+                             f"{self.num_channels}: give one dict per channel.")
+        if not isinstance(crop_to_nonzero, (bool, np.bool_)):
+            raise ValueError(f"crop_to_nonzero must be true or false, got {crop_to_nonzero!r}.")
+        if patch_size is not None:
+            patch_size = _int_list("patch_size", patch_size, length=spatial_dims)
+        if image_interpolation not in IMAGE_INTERPOLATIONS:
+            raise ValueError(f"Unknown image_interpolation {image_interpolation!r}; allowed values: "
+                             f"{', '.join(IMAGE_INTERPOLATIONS)}.")
+        if mirror_axes is not None:
+            mirror_axes = _int_list("mirror_axes", mirror_axes, low=0, high=spatial_dims)
+            if len(set(mirror_axes)) != len(mirror_axes):
+                raise ValueError(f"mirror_axes must not repeat an axis, got {mirror_axes}.")
+        if plan is not None:
+            if not isinstance(plan, dict):
+                raise ValueError(f"plan must be a dict (Plan.to_dict()), got {type(plan).__name__}.")
+            try:
+                json.dumps(plan)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"plan must be JSON-able (it is saved in preprocessor_config.json): {error}") \
+                    from error
+        if spatial_dims == 3 and self.do_resize:
+            raise ValueError("do_resize is for 2D images; volumes (spatial_dims=3) are resampled to target_spacing: "
+                             "set do_resize=False.")
+        self.spatial_dims = int(spatial_dims)
+        self.target_spacing = target_spacing
+        self.slice_axis = slice_axis
+        self.channel_normalization = channel_normalization
+        self.crop_to_nonzero = bool(crop_to_nonzero)
+        self.patch_size = patch_size
+        self.image_interpolation = image_interpolation
+        self.mirror_axes = mirror_axes
+        self.plan = plan
 
     # -- conversion ------------------------------------------------------------------------------------------
     def to_channels_first(self, image: Any, input_data_format: str | None = None) -> torch.Tensor:
@@ -246,36 +518,44 @@ class UNetImageProcessor(BaseImageProcessor):
 
     # -- intensity -------------------------------------------------------------------------------------------
     def normalize_intensity(self, image: torch.Tensor) -> torch.Tensor:
-        """Apply the configured normalization to one (C, H, W) image, non-finite values replaced first (warned)."""
+        """Apply the configured normalization to one (C, H, W) image (or (C, X, Y, Z) volume), non-finite values
+        replaced first (warned)."""
         image, count = _fill_non_finite(image)
         _warn_non_finite(count)
         return self._normalize(image)
 
     def _normalize(self, image: torch.Tensor) -> torch.Tensor:
-        """The configured normalization of one finite (C, H, W) image."""
+        """The configured normalization of one finite (C, *spatial) image: `channel_normalization` when set, else
+        `normalization`."""
+        if self.channel_normalization is not None:
+            return self._normalize_channels(image)
         mode = self.normalization
         flat = image.flatten(1)
         eps = 1e-8
+
+        def per_channel(values: torch.Tensor) -> torch.Tensor:
+            return _per_channel(values, image.ndim)
+
         if mode == "zscore":
             if self.zscore_nonzero:
                 mask = flat != 0
                 count = mask.sum(1).clamp(min=1)
                 mean = (flat * mask).sum(1) / count
                 std = ((((flat - mean[:, None]) * mask) ** 2).sum(1) / count).sqrt()
-                out = (image - mean[:, None, None]) / (std[:, None, None] + eps)
+                out = (image - per_channel(mean)) / (per_channel(std) + eps)
                 return out * (image != 0)
             mean, std = flat.mean(1), flat.std(1, unbiased=False)
-            return (image - mean[:, None, None]) / (std[:, None, None] + eps)
+            return (image - per_channel(mean)) / (per_channel(std) + eps)
         if mode == "percentile":
             q = torch.tensor(self.percentiles, dtype=flat.dtype) / 100
             bounds = torch.quantile(flat, q, dim=1)
-            low, high = bounds[0][:, None, None], bounds[1][:, None, None]
+            low, high = per_channel(bounds[0]), per_channel(bounds[1])
             return (image.clamp(min=low, max=high) - low) / (high - low + eps)
         if mode == "window":
             low = self.window_center - self.window_width / 2
             return (image.clamp(low, low + self.window_width) - low) / self.window_width
         if mode == "minmax":
-            low, high = flat.min(1).values[:, None, None], flat.max(1).values[:, None, None]
+            low, high = per_channel(flat.min(1).values), per_channel(flat.max(1).values)
             return (image - low) / (high - low + eps)
         if mode == "mean_std":
             channels = image.shape[0]
@@ -285,8 +565,30 @@ class UNetImageProcessor(BaseImageProcessor):
                 else (mean, std)
             if mean.numel() != channels or std.numel() != channels:
                 raise ValueError(f"image_mean/image_std have {mean.numel()} values for a {channels}-channel image.")
-            return (image * self.rescale_factor - mean[:, None, None]) / std[:, None, None]
+            return (image * self.rescale_factor - per_channel(mean)) / per_channel(std)
         return image
+
+    def _normalize_channels(self, image: torch.Tensor) -> torch.Tensor:
+        """`channel_normalization` applied to one finite (C, *spatial) image, channel by channel (nnU-Net's
+        CTNormalization and ZScoreNormalization)."""
+        entries = self.channel_normalization
+        if len(entries) != image.shape[0]:
+            raise ValueError(f"The image has {image.shape[0]} channel(s) but channel_normalization has "
+                             f"{len(entries)} entries: give images with the channels the model was trained on.")
+        nonzero = (image != 0).any(0) if any(e["scheme"] == "zscore" and e["nonzero"] for e in entries) else None
+        out = torch.empty_like(image, dtype=torch.float32)
+        for c, entry in enumerate(entries):
+            x = image[c].float()
+            if entry["scheme"] == "ct":
+                low, high = entry["clip"]
+                out[c] = (x.clamp(low, high) - entry["mean"]) / max(entry["std"], STD_FLOOR)
+            elif entry["nonzero"]:
+                mean, std = _zscore(x[nonzero])
+                out[c] = torch.where(nonzero, (x - mean) / std, torch.zeros((), dtype=x.dtype))
+            else:
+                mean, std = _zscore(x)
+                out[c] = (x - mean) / std
+        return out
 
     # -- pipeline --------------------------------------------------------------------------------------------
     def preprocess(
@@ -305,6 +607,9 @@ class UNetImageProcessor(BaseImageProcessor):
         """
         if kwargs:
             raise TypeError(f"Unexpected arguments: {', '.join(kwargs)}.")
+        if self.spatial_dims == 3:
+            raise ValueError("This processor prepares volumes for a 3D model (spatial_dims=3): call "
+                             "preprocess_volume(image, spacing) with each (C, X, Y, Z) volume and its spacing.")
         single = _is_single(images)
         images = [images] if single else list(images)
         pixel_values, native_sizes, non_finite = [], [], 0
@@ -351,24 +656,175 @@ class UNetImageProcessor(BaseImageProcessor):
         return label
 
     def post_process_semantic_segmentation(
-        self, outputs: Any, target_sizes: Sequence[tuple[int, int]] | None = None, threshold: float = 0.5
+        self, outputs: Any, target_sizes: Sequence[Sequence[int]] | None = None, threshold: float = 0.5
     ) -> list[torch.Tensor]:
-        """Class-index maps (H, W) from model outputs, one per image, upsampled to `target_sizes` if given.
+        """Class-index maps (H, W), or (X, Y, Z) for 3D logits, from model outputs, one per image, resized to
+        `target_sizes` (2 or 3 ints each, as the logits) if given.
 
-        Multi-class logits are resized bilinearly then arg-maxed; a binary model (one logit channel) is resized
-        then thresholded at `threshold` on the sigmoid.
+        Multi-class logits are resized (bilinear, or trilinear for (B, K, X, Y, Z)) then arg-maxed; a binary model
+        (one logit channel) is resized then thresholded at `threshold` on the sigmoid.
         """
         logits = outputs.logits if hasattr(outputs, "logits") else outputs
+        if logits.ndim not in (4, 5):
+            raise ValueError(f"Expected logits (B, K, H, W) or (B, K, X, Y, Z), got shape {tuple(logits.shape)}.")
+        spatial = logits.ndim - 2
         if target_sizes is not None and len(target_sizes) != logits.shape[0]:
             raise ValueError(f"Got {len(target_sizes)} target sizes for a batch of {logits.shape[0]}.")
         results = []
         for i in range(logits.shape[0]):
             item = logits[i : i + 1]
             if target_sizes is not None:
-                item = F.interpolate(item.float(), size=tuple(int(s) for s in target_sizes[i]), mode="bilinear",
+                size = tuple(int(s) for s in target_sizes[i])
+                if len(size) != spatial:
+                    raise ValueError(f"target_sizes[{i}] = {size} must have {spatial} entries for logits of shape "
+                                     f"{tuple(logits.shape)}.")
+                item = F.interpolate(item.float(), size=size, mode="bilinear" if spatial == 2 else "trilinear",
                                      align_corners=False)
             if item.shape[1] == 1:
                 results.append((torch.sigmoid(item[0, 0]) > threshold).long())
             else:
                 results.append(item[0].argmax(dim=0))
         return results
+
+    # -- volumes ---------------------------------------------------------------------------------------------
+    def preprocess_volume(self, image: Any, spacing: Sequence[float], label: Any | None = None) -> dict[str, Any]:
+        """Prepare one volume as nnU-Net does: fill non-finite values, crop to non-zero, normalize, resample.
+
+        Args:
+            image: (C, X, Y, Z) array or tensor, channels first (or (X, Y, Z) for one channel), any numeric dtype.
+            spacing: mm per array axis (3 floats).
+            label: optional (X, Y, Z) class indices on the same grid.
+
+        Returns:
+            A dict with `pixel_values` (C, x', y', z') float32, `labels` (x', y', z') int64 or None, and `geometry`,
+            a JSON-able dict for `postprocess_volume`: `original_shape` (X, Y, Z), `crop_bbox` (half-open
+            `[[lo, hi], ...]` per axis, in original voxels), `cropped_shape`, `original_spacing`,
+            `target_spacing` (the spacing resampled to, with the original one on axes not resampled) and
+            `resampled_shape` (x', y', z').
+        """
+        if self.spatial_dims == 2 and self.slice_axis is None:
+            raise ValueError("preprocess_volume needs a volume processor: spatial_dims=3, or spatial_dims=2 with "
+                             "slice_axis for a 2D plan on volumes.")
+        volume = self._volume_tensor(image)
+        spacing = _check_spacing(spacing)
+        labels = self._volume_label(label, tuple(volume.shape[1:])) if label is not None else None
+        volume, count = _fill_non_finite(volume)
+        _warn_non_finite(count)
+        shape = [int(n) for n in volume.shape[1:]]
+        bbox = _nonzero_bbox(volume) if self.crop_to_nonzero else [[0, n] for n in shape]
+        region = tuple(slice(lo, hi) for lo, hi in bbox)
+        volume = self._normalize(volume[(slice(None),) + region])
+        labels = labels[region] if labels is not None else None
+        cropped = [int(n) for n in volume.shape[1:]]
+        target = spacing if self.target_spacing is None else \
+            [s if t is None else t for s, t in zip(spacing, self.target_spacing)]
+        resampled = _resampled_shape(cropped, spacing, target)
+        if resampled != cropped:
+            if self.image_interpolation == "cubic":
+                volume = _zoom_cubic(volume, resampled)
+            else:
+                volume = F.interpolate(volume[None], size=resampled, mode="trilinear", align_corners=False)[0]
+            if labels is not None:
+                labels = F.interpolate(labels[None, None].float(), size=resampled, mode="nearest-exact")[0, 0].long()
+        geometry = {"original_shape": shape, "crop_bbox": bbox, "cropped_shape": cropped,
+                    "original_spacing": spacing, "target_spacing": [float(t) for t in target],
+                    "resampled_shape": resampled}
+        return {"pixel_values": volume.float().contiguous(),
+                "labels": labels.contiguous() if labels is not None else None, "geometry": geometry}
+
+    def postprocess_volume(self, scores: Any, geometry: dict[str, Any], return_probabilities: bool = False, *,
+                           score_type: str = "auto", threshold: float = 0.5) -> torch.Tensor:
+        """The inverse of `preprocess_volume` for a model's scores: a mask (or probabilities) on the original grid.
+
+        Args:
+            scores: (K, x', y', z') (or (1, K, x', y', z')) logits or probabilities on the preprocessed grid.
+            geometry: the `geometry` dict `preprocess_volume` returned for this volume.
+            return_probabilities: return the (K, X, Y, Z) float32 probabilities instead of the mask.
+            score_type: `"logits"`, `"probabilities"`, or `"auto"`: probabilities when every value is in [0, 1]
+                and (K > 1) the K values of each voxel sum to 1, logits otherwise.
+            threshold: foreground threshold on the probability of a one-channel (binary) model.
+
+        The scores are resampled linearly back to the crop's shape, turned into probabilities (softmax, or sigmoid
+        for K == 1) when they are logits, and placed into the original grid, where everything outside the crop is
+        background (class 0 has all the probability; for K == 1 the foreground probability is 0). The mask is the
+        arg-max (K > 1) or `probability > threshold` (K == 1), int64 (X, Y, Z), on the device of `scores`.
+        """
+        if score_type not in SCORE_TYPES:
+            raise ValueError(f"Unknown score_type {score_type!r}; allowed values: {', '.join(SCORE_TYPES)}.")
+        geometry = _check_geometry(geometry)
+        scores = torch.as_tensor(_to_numpy(scores) if not isinstance(scores, torch.Tensor) else scores).float()
+        if scores.ndim == 5 and scores.shape[0] == 1:
+            scores = scores[0]
+        if scores.ndim != 4 or list(scores.shape[1:]) != geometry["resampled_shape"]:
+            raise ValueError(f"scores must be (K, {', '.join(map(str, geometry['resampled_shape']))}) (the "
+                             f"preprocessed grid of this geometry), got shape {tuple(scores.shape)}.")
+        channels = scores.shape[0]
+        probabilities = score_type == "probabilities" or (score_type == "auto" and _look_like_probabilities(scores))
+        if list(scores.shape[1:]) != geometry["cropped_shape"]:
+            scores = F.interpolate(scores[None], size=geometry["cropped_shape"], mode="trilinear",
+                                   align_corners=False)[0]
+        region = tuple(slice(lo, hi) for lo, hi in geometry["crop_bbox"])
+        if return_probabilities or channels == 1:
+            if not probabilities:
+                scores = torch.sigmoid(scores) if channels == 1 else torch.softmax(scores, dim=0)
+            if return_probabilities:
+                full = scores.new_zeros((channels, *geometry["original_shape"]))
+                if channels > 1:
+                    full[0] = 1
+                full[(slice(None),) + region] = scores
+                return full
+            inside = (scores[0] > threshold).long()
+        else:
+            inside = scores.argmax(dim=0)
+        mask = torch.zeros(geometry["original_shape"], dtype=torch.int64, device=scores.device)
+        mask[region] = inside
+        return mask
+
+    def volume_to_slices(self, volume: torch.Tensor) -> torch.Tensor:
+        """For a 2D plan: the slices along `slice_axis` of a preprocessed volume as a batch, (C, X, Y, Z) pixel
+        values -> (S, C, a, b), or (X, Y, Z) labels -> (S, a, b); the in-plane axes keep their array order."""
+        axis = self._slice_axis()
+        if volume.ndim not in (3, 4):
+            raise ValueError(f"Expected (C, X, Y, Z) pixel values or (X, Y, Z) labels, got shape "
+                             f"{tuple(volume.shape)}.")
+        return volume.movedim(axis + volume.ndim - 3, 0)
+
+    def slices_to_volume(self, slices: torch.Tensor) -> torch.Tensor:
+        """The inverse of `volume_to_slices`: per-slice scores (S, K, a, b) -> (K, X, Y, Z), or (S, a, b) maps ->
+        (X, Y, Z)."""
+        axis = self._slice_axis()
+        if slices.ndim not in (3, 4):
+            raise ValueError(f"Expected (S, K, a, b) scores or (S, a, b) maps, got shape {tuple(slices.shape)}.")
+        return slices.movedim(0, axis + slices.ndim - 3)
+
+    def _slice_axis(self) -> int:
+        if self.slice_axis is None:
+            raise ValueError("This processor has no slice_axis: slices are for 2D plans on volumes (spatial_dims=2 "
+                             "with slice_axis).")
+        return self.slice_axis
+
+    def _volume_tensor(self, image: Any) -> torch.Tensor:
+        """A (C, X, Y, Z) float32 copy of a volume given as (C, X, Y, Z) or (X, Y, Z)."""
+        array = _to_numpy(image)
+        if array.ndim == 3:
+            array = array[None]
+        if array.ndim != 4:
+            raise ValueError(f"A volume must be (C, X, Y, Z), channels first, or (X, Y, Z); got shape {array.shape}.")
+        if self.num_channels is not None and array.shape[0] != self.num_channels:
+            raise ValueError(f"The volume has {array.shape[0]} channel(s) but {self.num_channels} are expected: give "
+                             f"({self.num_channels}, X, Y, Z) volumes, channels first.")
+        if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+            raise ValueError(f"A volume must hold numbers, got dtype {array.dtype}.")
+        return torch.tensor(array.astype(np.float32, copy=False), dtype=torch.float32)  # a copy: inputs untouched
+
+    def _volume_label(self, label: Any, shape: tuple[int, ...]) -> torch.Tensor:
+        array = _to_numpy(label)
+        if array.ndim == 4 and array.shape[0] == 1:
+            array = array[0]
+        if tuple(array.shape) != shape:
+            raise ValueError(f"The label has shape {array.shape} but its volume is {shape}: give (X, Y, Z) class "
+                             "indices on the volume's grid.")
+        if np.issubdtype(array.dtype, np.floating) and not np.array_equal(array, np.round(array)):
+            raise ValueError("A label volume must hold integer class indices, got fractional values.")
+        return torch.from_numpy(array.astype(np.int64))
+
