@@ -1,4 +1,8 @@
-"""Named U-Net presets: each is only a set of `UNetConfig` keyword arguments."""
+"""Named U-Net presets: each is only a set of `UNetConfig` keyword arguments.
+
+Every preset on the built-in conv encoder (all but `timm-unet`) also builds a volume model: add `spatial_dims=3`,
+and a plan's `strides` / `kernel_sizes` (nnU-Net's pooling and kernel sizes) and `deep_supervision=True` as needed.
+"""
 
 from __future__ import annotations
 

@@ -138,7 +138,8 @@ def _label_kwargs(num_labels: int | None, id2label: Mapping[int, str] | None) ->
 
 
 def adapt_input_weight(weight: torch.Tensor, num_channels: int) -> torch.Tensor:
-    """Adapt a pretrained first-layer kernel (out, C, k, k) to `num_channels` inputs, as timm's `adapt_input_conv`.
+    """Adapt a pretrained first-layer kernel (out, C, k, k), or (out, C, k, k, k), to `num_channels` inputs, as
+    timm's `adapt_input_conv`.
 
     One channel: the filters summed over input channels (a grey image copied into RGB gives the same response).
     More channels: the pretrained filters repeated cyclically and scaled by `C / num_channels`, so that an input with
@@ -150,14 +151,14 @@ def adapt_input_weight(weight: torch.Tensor, num_channels: int) -> torch.Tensor:
     if num_channels == 1:
         return weight.sum(dim=1, keepdim=True)
     repeats = math.ceil(num_channels / old)
-    return weight.repeat(1, repeats, 1, 1)[:, :num_channels] * (old / num_channels)
+    return weight.repeat(1, repeats, *(1,) * (weight.dim() - 2))[:, :num_channels] * (old / num_channels)
 
 
 def _input_conv_name(model: nn.Module) -> str:
     for name, module in model.named_modules():
-        if isinstance(module, nn.Conv2d):
+        if isinstance(module, (nn.Conv2d, nn.Conv3d)):
             return name
-    raise ValueError(f"{type(model).__name__} has no Conv2d input layer to adapt.")
+    raise ValueError(f"{type(model).__name__} has no Conv2d or Conv3d input layer to adapt.")
 
 
 def _set_num_channels(config: PretrainedConfig, num_channels: int) -> None:

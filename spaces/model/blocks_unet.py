@@ -1,6 +1,8 @@
 """Building blocks of the hfseg U-Net family: conv stacks, attention gates, channel attention.
 
-Self-contained (torch only) so that it is copied next to a checkpoint saved for `trust_remote_code` loading.
+Every block is built for images or volumes (`spatial_dims` 2 or 3, see `layer`): Conv2d/Conv3d, BatchNorm2d/3d, ...;
+channel attention reduces over all spatial axes. Self-contained (torch only) so that it is copied next to a
+checkpoint saved for `trust_remote_code` loading.
 
 Speed and memory (same parameters, same state-dict keys, same results up to float rounding):
 - **Inference** (eval mode): a convolution followed by batch norm runs as one convolution with the norm folded into
@@ -28,12 +30,39 @@ from torch.nn.modules import module as _module_globals
 from torch.utils.checkpoint import checkpoint
 
 
-def make_norm(norm: str, channels: int) -> nn.Module:
+_LAYERS: dict[int, dict[str, type[nn.Module]]] = {
+    2: {"conv": nn.Conv2d, "transpose": nn.ConvTranspose2d, "maxpool": nn.MaxPool2d, "batchnorm": nn.BatchNorm2d,
+        "instancenorm": nn.InstanceNorm2d, "dropout": nn.Dropout2d},
+    3: {"conv": nn.Conv3d, "transpose": nn.ConvTranspose3d, "maxpool": nn.MaxPool3d, "batchnorm": nn.BatchNorm3d,
+        "instancenorm": nn.InstanceNorm3d, "dropout": nn.Dropout3d},
+}
+LINEAR_MODES = {2: "bilinear", 3: "trilinear"}
+
+
+def layer(kind: str, spatial_dims: int) -> type[nn.Module]:
+    """The torch layer class of `kind` ("conv", "transpose", "maxpool", "batchnorm", "instancenorm", "dropout")
+    for `spatial_dims` 2 (images) or 3 (volumes)."""
+    if spatial_dims not in _LAYERS:
+        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}.")
+    return _LAYERS[spatial_dims][kind]
+
+
+def per_axis(value: int | Sequence[int], spatial_dims: int) -> tuple[int, ...]:
+    """`value` (an int or one int per axis) as a tuple of `spatial_dims` ints."""
+    return (int(value),) * spatial_dims if isinstance(value, int) else tuple(int(v) for v in value)
+
+
+def same_padding(kernel_size: int | Sequence[int]) -> int | tuple[int, ...]:
+    """The padding `k // 2` (per axis) that keeps the size under an odd kernel."""
+    return kernel_size // 2 if isinstance(kernel_size, int) else tuple(k // 2 for k in kernel_size)
+
+
+def make_norm(norm: str, channels: int, spatial_dims: int = 2) -> nn.Module:
     """Normalization layer by name; `"none"` gives an identity."""
     if norm == "batchnorm":
-        return nn.BatchNorm2d(channels)
+        return layer("batchnorm", spatial_dims)(channels)
     if norm == "instancenorm":
-        return nn.InstanceNorm2d(channels, affine=True)
+        return layer("instancenorm", spatial_dims)(channels, affine=True)
     if norm == "groupnorm":
         groups = next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0)
         return nn.GroupNorm(groups, channels)
@@ -50,7 +79,8 @@ def make_activation(name: str, inplace: bool = False) -> nn.Module:
 
 
 # -- speed and memory helpers ---------------------------------------------------------------------------------------
-_RECOMPUTABLE_NORMS = (nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm)
+_RECOMPUTABLE_NORMS = (nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.GroupNorm)
+_FOLDABLE_NORMS = (nn.BatchNorm2d, nn.BatchNorm3d)
 
 
 def has_hooks(modules: Iterable[nn.Module]) -> bool:
@@ -63,12 +93,13 @@ def has_hooks(modules: Iterable[nn.Module]) -> bool:
 
 
 def foldable_batch_norm(norm: nn.Module) -> bool:
-    """Whether `norm` is a plain `BatchNorm2d` normalizing with its running statistics (eval mode)."""
-    return (type(norm) is nn.BatchNorm2d and not norm.training and norm.running_mean is not None
+    """Whether `norm` is a plain `BatchNorm2d` / `BatchNorm3d` normalizing with its running statistics (eval mode)."""
+    return (type(norm) in _FOLDABLE_NORMS and not norm.training and norm.running_mean is not None
             and norm.running_var is not None)
 
 
-def fold_batch_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+def fold_batch_norm(conv: nn.Conv2d | nn.Conv3d, norm: nn.BatchNorm2d | nn.BatchNorm3d
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Weight and bias of one convolution equal to `norm(conv(x))` with the norm's running statistics."""
     scale = torch.rsqrt(norm.running_var + norm.eps)
     if norm.weight is not None:
@@ -78,10 +109,11 @@ def fold_batch_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> tuple[torch.Tensor
         shift = shift + conv.bias * scale
     if norm.bias is not None:
         shift = shift + norm.bias
-    return conv.weight * scale.reshape(-1, 1, 1, 1).to(conv.weight.dtype), shift.to(conv.weight.dtype)
+    scale = scale.reshape(-1, *(1,) * (conv.weight.dim() - 1))
+    return conv.weight * scale.to(conv.weight.dtype), shift.to(conv.weight.dtype)
 
 
-def conv_norm(conv: nn.Conv2d, norm: nn.Module, x: torch.Tensor, fold: bool = True) -> torch.Tensor:
+def conv_norm(conv: nn.Conv2d | nn.Conv3d, norm: nn.Module, x: torch.Tensor, fold: bool = True) -> torch.Tensor:
     """`norm(conv(x))`, as one convolution with folded weights when the norm is a batch norm in eval mode."""
     if fold and foldable_batch_norm(norm) and not has_hooks((conv, norm)):
         weight, bias = fold_batch_norm(conv, norm)
@@ -150,18 +182,21 @@ class UNetConv(nn.Sequential):
     fold_in_eval = True
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int, conv_type: str, norm: str, activation: str
+        self, in_channels: int, out_channels: int, kernel_size: int | Sequence[int], conv_type: str, norm: str,
+        activation: str, spatial_dims: int = 2,
     ) -> None:
         bias = norm == "none"
+        conv = layer("conv", spatial_dims)
+        padding = same_padding(kernel_size)
         if conv_type == "separable":
             layers: list[nn.Module] = [
-                nn.Conv2d(in_channels, in_channels, kernel_size, padding=kernel_size // 2, groups=in_channels,
-                          bias=False),
-                nn.Conv2d(in_channels, out_channels, 1, bias=bias),
+                conv(in_channels, in_channels, kernel_size, padding=padding, groups=in_channels, bias=False),
+                conv(in_channels, out_channels, 1, bias=bias),
             ]
         else:
-            layers = [nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)]
-        super().__init__(*layers, make_norm(norm, out_channels), make_activation(activation, inplace=True))
+            layers = [conv(in_channels, out_channels, kernel_size, padding=padding, bias=bias)]
+        norm_layer = make_norm(norm, out_channels, spatial_dims)
+        super().__init__(*layers, norm_layer, make_activation(activation, inplace=True))
 
     @property
     def recomputable(self) -> bool:
@@ -194,15 +229,17 @@ class GatedChannelTransformation(nn.Module):
     With the paper's initialisation (alpha=1, gamma=beta=0) the module starts as the identity.
     """
 
-    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+    def __init__(self, channels: int, eps: float = 1e-5, spatial_dims: int = 2) -> None:
         super().__init__()
-        self.alpha = nn.Parameter(torch.ones(1, channels, 1, 1))
-        self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))
-        self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        shape = (1, channels, *(1,) * spatial_dims)
+        self.alpha = nn.Parameter(torch.ones(shape))
+        self.gamma = nn.Parameter(torch.zeros(shape))
+        self.beta = nn.Parameter(torch.zeros(shape))
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        embedding = (x.pow(2).sum(dim=(2, 3), keepdim=True) + self.eps).sqrt() * self.alpha
+        spatial = tuple(range(2, x.dim()))
+        embedding = (x.pow(2).sum(dim=spatial, keepdim=True) + self.eps).sqrt() * self.alpha
         norm = self.gamma / (embedding.pow(2).mean(dim=1, keepdim=True) + self.eps).sqrt()
         return x * (1.0 + torch.tanh(embedding * norm + self.beta))
 
@@ -210,35 +247,37 @@ class GatedChannelTransformation(nn.Module):
 class StyleRecalibration(nn.Module):
     """SRM: Style-based Recalibration Module (Lee et al., ICCV 2019).
 
-    Style pooling (per-channel mean and standard deviation), style integration by a channel-wise fully connected
-    layer (two weights per channel, zero-initialised as in the reference code), batch norm and a sigmoid gate
-    multiplying the input. Like the reference, its batch norm needs more than one sample per batch in training.
+    Style pooling (per-channel mean and standard deviation over all spatial axes), style integration by a
+    channel-wise fully connected layer (two weights per channel, zero-initialised as in the reference code), batch
+    norm and a sigmoid gate multiplying the input. Like the reference, its batch norm needs more than one sample per batch in training.
     """
 
-    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+    def __init__(self, channels: int, eps: float = 1e-5, spatial_dims: int = 2) -> None:
         super().__init__()
         self.cfc = nn.Parameter(torch.zeros(channels, 2))
-        self.bn = nn.BatchNorm2d(channels)
+        self.bn = layer("batchnorm", spatial_dims)(channels)
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(dim=(2, 3))
-        std = (x.var(dim=(2, 3)) + self.eps).sqrt()
-        z = (mean * self.cfc[:, 0] + std * self.cfc[:, 1])[:, :, None, None]
-        return x * torch.sigmoid(self.bn(z))
+        spatial = tuple(range(2, x.dim()))
+        mean = x.mean(dim=spatial)
+        std = (x.var(dim=spatial) + self.eps).sqrt()
+        z = mean * self.cfc[:, 0] + std * self.cfc[:, 1]
+        return x * torch.sigmoid(self.bn(z.reshape(*z.shape, *(1,) * len(spatial))))
 
 
-def make_channel_attention(name: str, channels: int) -> nn.Module:
+def make_channel_attention(name: str, channels: int, spatial_dims: int = 2) -> nn.Module:
     """Channel attention by name (`"none"`, `"gct"`, `"srm"`)."""
     if name == "gct":
-        return GatedChannelTransformation(channels)
+        return GatedChannelTransformation(channels, spatial_dims=spatial_dims)
     if name == "srm":
-        return StyleRecalibration(channels)
+        return StyleRecalibration(channels, spatial_dims=spatial_dims)
     return nn.Identity()
 
 
 class UNetStage(nn.Module):
-    """A stack of `num_convs` convolutions, then optional channel attention.
+    """A stack of `num_convs` convolutions, then optional channel attention; `kernel_size` (an int or one per axis)
+    defaults to `config.kernel_size`.
 
     In training, the norm and activation between two convolutions are recomputed in backward instead of kept
     (see the module docstring); `recompute = False` (class or instance attribute) turns that off.
@@ -246,15 +285,19 @@ class UNetStage(nn.Module):
 
     recompute = True
 
-    def __init__(self, in_channels: int, out_channels: int, num_convs: int, config) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, num_convs: int, config,
+        kernel_size: int | Sequence[int] | None = None,
+    ) -> None:
         super().__init__()
+        kernel_size = config.kernel_size if kernel_size is None else kernel_size
         convs = [
-            UNetConv(in_channels if i == 0 else out_channels, out_channels, config.kernel_size, config.conv_type,
-                     config.norm, config.activation)
+            UNetConv(in_channels if i == 0 else out_channels, out_channels, kernel_size, config.conv_type,
+                     config.norm, config.activation, config.spatial_dims)
             for i in range(num_convs)
         ]
         self.convs = nn.Sequential(*convs)
-        self.channel_attention = make_channel_attention(config.channel_attention, out_channels)
+        self.channel_attention = make_channel_attention(config.channel_attention, out_channels, config.spatial_dims)
 
     def recomputes(self) -> bool:
         """Whether this call takes the recomputing path (training, a recomputable norm, no hooks)."""
@@ -276,22 +319,27 @@ class UNetStage(nn.Module):
 
 
 class InvertedBottleneck(nn.Module):
-    """Inverted residual bottleneck: 1x1 expansion, depthwise kxk, 1x1 projection, added to its input."""
+    """Inverted residual bottleneck: 1x1 expansion, depthwise kxk, 1x1 projection, added to its input; `kernel_size`
+    (an int or one per axis) defaults to `config.kernel_size`."""
 
-    def __init__(self, in_channels: int, out_channels: int, config) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, config, kernel_size: int | Sequence[int] | None = None
+    ) -> None:
         super().__init__()
         hidden = out_channels * config.bottleneck_expansion
-        k = config.kernel_size
-        self.project_in = UNetConv(in_channels, out_channels, 1, "standard", config.norm, config.activation)
-        self.expand = UNetConv(out_channels, hidden, 1, "standard", config.norm, config.activation)
+        k = config.kernel_size if kernel_size is None else kernel_size
+        dims, norm, act = config.spatial_dims, config.norm, config.activation
+        conv = layer("conv", dims)
+        self.project_in = UNetConv(in_channels, out_channels, 1, "standard", norm, act, dims)
+        self.expand = UNetConv(out_channels, hidden, 1, "standard", norm, act, dims)
         self.depthwise = nn.Sequential(
-            nn.Conv2d(hidden, hidden, k, padding=k // 2, groups=hidden, bias=config.norm == "none"),
-            make_norm(config.norm, hidden),
-            make_activation(config.activation),
+            conv(hidden, hidden, k, padding=same_padding(k), groups=hidden, bias=norm == "none"),
+            make_norm(norm, hidden, dims),
+            make_activation(act),
         )
-        self.project_out = nn.Sequential(nn.Conv2d(hidden, out_channels, 1, bias=config.norm == "none"),
-                                         make_norm(config.norm, out_channels))
-        self.channel_attention = make_channel_attention(config.channel_attention, out_channels)
+        self.project_out = nn.Sequential(conv(hidden, out_channels, 1, bias=norm == "none"),
+                                         make_norm(norm, out_channels, dims))
+        self.channel_attention = make_channel_attention(config.channel_attention, out_channels, dims)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.project_in(x)
@@ -303,17 +351,20 @@ class AttentionGate(nn.Module):
 
     `alpha = sigmoid(psi(relu(W_g g + W_x x)))` with 1x1 convolutions (each followed by batch norm when the model
     uses batch norm), and the output is `x * alpha`. The gate `g` (decoder features) is brought to the skip's
-    resolution before the gate, so `alpha` has shape (B, 1, h, w) at the skip's resolution.
+    resolution before the gate, so `alpha` has shape (B, 1, h, w) (or (B, 1, x, y, z)) at the skip's resolution.
     """
 
-    def __init__(self, gate_channels: int, skip_channels: int, inter_channels: int, norm: str) -> None:
+    def __init__(
+        self, gate_channels: int, skip_channels: int, inter_channels: int, norm: str, spatial_dims: int = 2
+    ) -> None:
         super().__init__()
         bias = norm == "none"
-        self.gate_proj = nn.Sequential(nn.Conv2d(gate_channels, inter_channels, 1, bias=True),
-                                       make_norm(norm, inter_channels))
-        self.skip_proj = nn.Sequential(nn.Conv2d(skip_channels, inter_channels, 1, bias=bias),
-                                       make_norm(norm, inter_channels))
-        self.psi = nn.Sequential(nn.Conv2d(inter_channels, 1, 1, bias=True), make_norm(norm, 1))
+        conv = layer("conv", spatial_dims)
+        self.gate_proj = nn.Sequential(conv(gate_channels, inter_channels, 1, bias=True),
+                                       make_norm(norm, inter_channels, spatial_dims))
+        self.skip_proj = nn.Sequential(conv(skip_channels, inter_channels, 1, bias=bias),
+                                       make_norm(norm, inter_channels, spatial_dims))
+        self.psi = nn.Sequential(conv(inter_channels, 1, 1, bias=True), make_norm(norm, 1, spatial_dims))
         self.relu = nn.ReLU(inplace=True)
 
     fold_in_eval = True
@@ -324,7 +375,7 @@ class AttentionGate(nn.Module):
         return proj(x)
 
     def attention_map(self, gate: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        """`alpha` (B, 1, h, w) alone."""
+        """`alpha` (B, 1, *skip spatial shape) alone."""
         inner = self._project(self.gate_proj, gate)
         other = self._project(self.skip_proj, skip)
         # A fresh tensor no backward needs: add in place, unless a hook holds on to it.

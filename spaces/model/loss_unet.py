@@ -1,38 +1,46 @@
 """Segmentation losses of the hfseg U-Net family: cross-entropy, soft Dice, Dice+CE and focal.
 
 Conventions, for every loss:
-- `logits` are (B, K, H, W); `labels` are (B, H, W) class indices (or (B, 1, H, W)). `K == 1` is a binary model:
-  the logit is the foreground's, labels are 0/1, and the losses use the sigmoid.
+- `logits` are (B, K, H, W), or (B, K, X, Y, Z) for volumes; `labels` are (B, H, W) (or (B, X, Y, Z)) class
+  indices, or the same with a channel axis of 1 after the batch axis. `K == 1` is a binary model: the logit is the
+  foreground's, labels are 0/1, and the losses use the sigmoid.
 - Pixels equal to `ignore_index` contribute nothing (not to CE, focal, nor to either side of the Dice ratio).
-- Soft Dice is computed per class over the whole batch (nnU-Net's "batch Dice"):
+- Soft Dice is computed per class over the whole batch and all spatial axes (nnU-Net's "batch Dice"):
   `dice_c = (2 * sum(p_c * t_c) + s) / (sum(p_c) + sum(t_c) + s)` with `s = dice_smooth` (1e-5). So a class absent
   from both prediction and target scores 1 (no loss), and a class absent from the target but predicted scores about
   0 (its false positives are penalised). The loss is `1 - ` the (class-weighted) mean over classes; class 0 is left
   out of the mean unless `include_background` (multi-class only).
 - `class_weights` weight CE (PyTorch's weighted mean), focal (per-pixel weight of the true class) and the Dice mean;
   for a binary model its single entry is the positive-class weight.
+- Deep supervision (nnU-Net): `deep_supervision_loss` adds the losses of lower-resolution outputs against labels
+  downsampled by nearest neighbour, weighted by `deep_supervision_weights`.
 
 Self-contained (torch only) so that it is copied next to a checkpoint saved for `trust_remote_code` loading.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 
 
 def check_labels(labels: torch.Tensor, logits: torch.Tensor, num_labels: int, ignore_index: int) -> torch.Tensor:
-    """Return labels as a (B, H, W) long tensor, or raise a `ValueError` saying what is wrong with them."""
-    if labels.dim() == 4 and labels.shape[1] == 1:
+    """Return labels as a (B, *spatial) long tensor matching (B, K, *spatial) logits, or raise a `ValueError`
+    saying what is wrong with them."""
+    if labels.dim() == logits.dim() and labels.shape[1] == 1:
         labels = labels[:, 0]
-    if labels.dim() != 3:
-        raise ValueError(f"labels must have shape (B, H, W), got {tuple(labels.shape)}.")
-    if labels.shape[0] != logits.shape[0] or labels.shape[-2:] != logits.shape[-2:]:
+    expected = "(B, H, W)" if logits.dim() == 4 else "(B, X, Y, Z)" if logits.dim() == 5 else "(B, *spatial)"
+    if labels.dim() != logits.dim() - 1:
+        raise ValueError(
+            f"labels must have shape {expected} for logits {tuple(logits.shape)}, got {tuple(labels.shape)}."
+        )
+    if labels.shape[0] != logits.shape[0] or labels.shape[1:] != logits.shape[2:]:
+        size = "height x width" if logits.dim() == 4 else "spatial shape"
         raise ValueError(
             f"labels of shape {tuple(labels.shape)} do not match logits {tuple(logits.shape)}: the mask must have "
-            "the image's batch size and height x width (resize masks with nearest-neighbour interpolation)."
+            f"the image's batch size and {size} (resize masks with nearest-neighbour interpolation)."
         )
     if labels.is_floating_point():
         if not torch.equal(labels, labels.round()):
@@ -57,11 +65,12 @@ def soft_dice_loss(
     smooth: float = 1e-5,
     weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """`1 -` weighted mean soft Dice of (B, K, H, W) probabilities against a one-hot target, over valid pixels."""
+    """`1 -` weighted mean soft Dice of (B, K, *spatial) probabilities against a one-hot target, over valid pixels
+    (`valid` is (B, *spatial)); each class's sums run over the batch and all spatial axes."""
     mask = valid.unsqueeze(1).to(probs.dtype)
     probs = probs * mask
     target = target.to(probs.dtype) * mask
-    dims = (0, 2, 3)
+    dims = (0, *range(2, probs.dim()))
     intersection = (probs * target).sum(dims)
     total = probs.sum(dims) + target.sum(dims)
     dice = (2 * intersection + smooth) / (total + smooth)
@@ -77,7 +86,7 @@ def _multiclass_loss(logits, labels, valid, loss, weights, smooth, include_backg
         terms.append(F.cross_entropy(logits, labels, weight=weights, ignore_index=ignore_index))
     if loss in ("dice", "dice_ce"):
         probs = logits.float().softmax(dim=1)
-        onehot = F.one_hot(labels.masked_fill(~valid, 0), num_labels).permute(0, 3, 1, 2)
+        onehot = F.one_hot(labels.masked_fill(~valid, 0), num_labels).movedim(-1, 1)
         first = 0 if include_background or num_labels == 1 else 1
         w = weights[first:] if weights is not None else None
         terms.append(soft_dice_loss(probs[:, first:], onehot[:, first:], valid, smooth, w))
@@ -125,7 +134,7 @@ def segmentation_loss(
     include_background: bool = False,
     focal_gamma: float = 2.0,
 ) -> torch.Tensor:
-    """Loss of (B, K, H, W) logits against (B, H, W) labels; see the module docstring for the conventions."""
+    """Loss of (B, K, *spatial) logits against (B, *spatial) labels; see the module docstring for the conventions."""
     if loss not in ("ce", "dice", "dice_ce", "focal"):
         raise ValueError(f"Unknown loss {loss!r}; allowed values: 'ce', 'dice', 'dice_ce', 'focal'.")
     num_labels = logits.shape[1]
@@ -142,3 +151,43 @@ def segmentation_loss(
         return _binary_loss(logits, labels, valid, loss, weights, dice_smooth, focal_gamma)
     return _multiclass_loss(logits, labels, valid, loss, weights, dice_smooth, include_background, focal_gamma,
                             ignore_index)
+
+
+def deep_supervision_weights(n: int) -> list[float]:
+    """nnU-Net's weights of `n` outputs, highest resolution first: `1 / 2**i`, the lowest-resolution output's set to
+    0, normalized to sum 1 (`n = 3`: 2/3, 1/3, 0). One output gets weight 1."""
+    if n < 1:
+        raise ValueError(f"deep_supervision_weights needs at least one output, got n={n}.")
+    if n == 1:
+        return [1.0]
+    weights = [1 / 2**i for i in range(n - 1)] + [0.0]
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
+def downsample_labels(labels: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """(B, *spatial) labels at spatial shape `size` by nearest neighbour (`nearest-exact`, as nnU-Net: for a factor
+    of 2 the second voxel of each pair); ignored pixels stay ignored."""
+    if tuple(labels.shape[1:]) == tuple(size):
+        return labels
+    resized = F.interpolate(labels[:, None].float(), size=tuple(size), mode="nearest-exact")
+    return resized[:, 0].to(labels.dtype)
+
+
+def deep_supervision_loss(
+    logits: torch.Tensor,
+    extra_logits: Sequence[torch.Tensor],
+    labels: torch.Tensor,
+    **segmentation_loss_kwargs: Any,
+) -> torch.Tensor:
+    """nnU-Net's deep supervision loss: `sum_i w_i * segmentation_loss(out_i, labels_i)` over the full-resolution
+    `logits` and the lower-resolution `extra_logits` (highest resolution first), with `w = deep_supervision_weights`
+    and `labels_i` the labels downsampled (`downsample_labels`) to `out_i`'s size. Outputs of weight 0 are skipped.
+    `segmentation_loss_kwargs` go to every `segmentation_loss` call (`loss`, `ignore_index`, ...)."""
+    ignore_index = segmentation_loss_kwargs.get("ignore_index", 255)
+    labels = check_labels(labels, logits, logits.shape[1], ignore_index)
+    outputs = [logits, *extra_logits]
+    return sum(
+        weight * segmentation_loss(out, downsample_labels(labels, out.shape[2:]), **segmentation_loss_kwargs)
+        for weight, out in zip(deep_supervision_weights(len(outputs)), outputs) if weight
+    )

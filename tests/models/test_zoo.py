@@ -153,7 +153,7 @@ def test_zoo_errors():
 
 @pytest.mark.parametrize(("name", "kwargs", "message"), [
     ("attention-unet", {"base_chanels": 16}, "Unknown UNetConfig field 'base_chanels'; did you mean 'base_channels'"),
-    ("unet", {"spatial_dims": 3}, r"Unknown UNetConfig field 'spatial_dims'\. UNetConfig fields: "),
+    ("unet", {"temporal_window": 3}, r"Unknown UNetConfig field 'temporal_window'\. UNetConfig fields: "),
     ("segformer-b0", {"hiden_sizes": [8]}, "Unknown SegformerConfig field 'hiden_sizes'; did you mean 'hidden_sizes'"),
     ("upernet-swin-tiny", {"auxilary_channels": 8},
      "Unknown UperNetConfig field 'auxilary_channels'; did you mean 'auxiliary_channels'"),

@@ -2,7 +2,9 @@
 
 One config describes every U-Net variant of the zoo: the classic U-Net, batch-norm U-Net, VGG16-shaped U-Net,
 Attention U-Net, the "improved" separable/large-kernel/additive-skip U-Net, channel attention (GCT, SRM) and
-U-Net decoders on timm encoders. A named preset (see `hfseg.models.presets`) is only a set of these fields.
+U-Net decoders on timm encoders, on images (`spatial_dims=2`) or volumes (`spatial_dims=3`, with nnU-Net-style
+per-stage `strides` and `kernel_sizes` and optional deep supervision). A named preset (see `hfseg.models.presets`)
+is only a set of these fields.
 
 This file is self-contained (no hfseg imports) so that a checkpoint saved with `register_for_auto_class` loads
 with `trust_remote_code=True` where hfseg is not installed.
@@ -16,6 +18,7 @@ import os
 import warnings
 from collections.abc import Collection, Iterable
 from functools import lru_cache
+from numbers import Integral
 from typing import Any, Sequence
 
 from transformers import PretrainedConfig
@@ -89,6 +92,32 @@ def _check_choice(field: str, value: Any, allowed: Sequence[str]) -> None:
         raise ValueError(f"Unknown {field} {value!r}; allowed values: {', '.join(map(repr, allowed))}.")
 
 
+def _per_stage(
+    field: str, value: Sequence[int | Sequence[int]], num_stages: int, spatial_dims: int
+) -> list[list[int]]:
+    """`value` (one entry per stage, each an int or `spatial_dims` ints) as one list of `spatial_dims` ints per
+    stage, or a `ValueError` saying which entry is wrong."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise ValueError(f"{field} must be a list with one entry per stage, got {value!r}.")
+    if len(value) != num_stages:
+        raise ValueError(
+            f"{field} needs one entry per stage: {num_stages} (len(hidden_sizes)), got {len(value)} ({list(value)!r})."
+        )
+    stages = []
+    for i, entry in enumerate(value):
+        axes = [entry] * spatial_dims if isinstance(entry, Integral) else entry
+        if (isinstance(axes, (str, bytes)) or not isinstance(axes, Sequence) or len(axes) != spatial_dims
+                or not all(isinstance(a, Integral) and not isinstance(a, bool) for a in axes)):
+            raise ValueError(
+                f"{field}[{i}] must be an int or {spatial_dims} ints (one per spatial axis, spatial_dims="
+                f"{spatial_dims}), got {entry!r}."
+            )
+        if min(axes) < 1:
+            raise ValueError(f"{field}[{i}] must be positive, got {entry!r}.")
+        stages.append([int(a) for a in axes])
+    return stages
+
+
 class UNetConfig(PretrainedConfig):
     r"""
     Configuration of [`UNetForSemanticSegmentation`].
@@ -108,9 +137,28 @@ class UNetConfig(PretrainedConfig):
         convs_per_block (`int`, *optional*, defaults to 2):
             Convolutions in each decoder block.
         kernel_size (`int`, *optional*, defaults to 3):
-            Kernel of the stage convolutions (the improved U-Net uses 7).
+            Kernel of the stage convolutions (the improved U-Net uses 7), on every axis of every stage unless
+            `kernel_sizes` is given.
+        spatial_dims (`int`, *optional*, defaults to 2):
+            2 for images (`pixel_values` (B, C, H, W)) or 3 for volumes (`pixel_values` (B, C, X, Y, Z)): the
+            convolutions, poolings, norms and interpolations are then 3-D. Volumes need the built-in conv encoder.
+        strides (`list`, *optional*):
+            Built-in conv encoder only: one entry per stage (as `hidden_sizes`), each an int or `spatial_dims` ints.
+            `strides[0]` must be all 1; `strides[i]` is the max pooling (kernel = stride) before stage `i`, so
+            `(1, 2, 2)` keeps the first axis of thick-slice volumes (nnU-Net's `pool_op_kernel_sizes`). The decoder
+            upsamples by the same factors. Stored as one list of `spatial_dims` ints per stage; `None`: 2 on every
+            axis.
+        kernel_sizes (`list`, *optional*):
+            Built-in conv encoder only: the odd convolution kernel of each stage (an int or `spatial_dims` ints per
+            stage, padding `k // 2` per axis; nnU-Net's `conv_kernel_sizes`); a decoder block uses the kernel of the
+            encoder stage at its resolution. Stored as one list of `spatial_dims` ints per stage; `None`:
+            `kernel_size` everywhere.
+        deep_supervision (`bool`, *optional*, defaults to `False`):
+            nnU-Net's deep supervision: 1x1 heads on the decoder outputs below full resolution. In training mode the
+            output's `deep_supervision_logits` holds their logits (highest resolution first) and the loss is the
+            weighted sum of `loss_unet.deep_supervision_loss`; in eval mode these heads do not run.
         conv_type (`str`, *optional*, defaults to `"standard"`):
-            `"standard"` or `"separable"` (depthwise kxk followed by pointwise 1x1, Chollet 2017).
+            `"standard"` or `"separable"` (depthwise kxk (kxkxk) followed by pointwise 1x1, Chollet 2017).
         norm (`str`, *optional*, defaults to `"none"`):
             `"none"`, `"batchnorm"`, `"instancenorm"` or `"groupnorm"`, placed between conv and activation.
         activation (`str`, *optional*, defaults to `"relu"`):
@@ -130,9 +178,10 @@ class UNetConfig(PretrainedConfig):
         bottleneck_expansion (`int`, *optional*, defaults to 4):
             Expansion factor of the inverted bottleneck.
         upsample (`str`, *optional*, defaults to `"transpose"`):
-            `"transpose"` (2x2 transposed convolution) or `"bilinear"` (bilinear upsampling then 1x1 conv).
+            `"transpose"` (a transposed convolution of kernel = stride = the level's stride, 2x2 by default) or
+            `"bilinear"` (linear upsampling in the model's dims, trilinear for volumes, then a 1x1 conv).
         dropout (`float`, *optional*, defaults to 0.0):
-            Dropout probability before the head.
+            Dropout probability before the head (channel dropout: `Dropout2d`, or `Dropout3d` for volumes).
         encoder (`str`, *optional*, defaults to `"conv"`):
             `"conv"`: the built-in conv encoder described by the fields above. Any other value is the name of a timm
             model built with `features_only=True` (e.g. `"resnet34"`, `"convnext_tiny"`, `"efficientnet_b0"`,
@@ -173,6 +222,10 @@ class UNetConfig(PretrainedConfig):
         convs_per_stage: int | Sequence[int] = 2,
         convs_per_block: int = 2,
         kernel_size: int = 3,
+        spatial_dims: int = 2,
+        strides: Sequence[int | Sequence[int]] | None = None,
+        kernel_sizes: Sequence[int | Sequence[int]] | None = None,
+        deep_supervision: bool = False,
         conv_type: str = "standard",
         norm: str = "none",
         activation: str = "relu",
@@ -214,6 +267,29 @@ class UNetConfig(PretrainedConfig):
             raise ValueError(f"kernel_size must be odd and positive, got {kernel_size}.")
         if num_channels < 1:
             raise ValueError(f"num_channels must be >= 1, got {num_channels}.")
+        if spatial_dims not in (2, 3) or isinstance(spatial_dims, bool):
+            raise ValueError(f"spatial_dims must be 2 (images) or 3 (volumes), got {spatial_dims!r}.")
+        if encoder != "conv" and spatial_dims == 3:
+            raise ValueError(
+                f"encoder={encoder!r} is a timm model, and timm encoders are 2-D: a 3-D U-Net (spatial_dims=3) needs "
+                "the built-in conv encoder (encoder='conv')."
+            )
+        if encoder != "conv" and (strides is not None or kernel_sizes is not None):
+            raise ValueError(
+                f"strides and kernel_sizes describe the built-in conv encoder; the timm encoder {encoder!r} has its "
+                "own. Leave them unset, or use encoder='conv'."
+            )
+        if strides is not None:
+            strides = _per_stage("strides", strides, len(hidden_sizes), spatial_dims)
+            if any(s != 1 for s in strides[0]):
+                raise ValueError(
+                    f"strides[0] must be all 1 (the first stage does not downsample), got {strides[0]}."
+                )
+        if kernel_sizes is not None:
+            kernel_sizes = _per_stage("kernel_sizes", kernel_sizes, len(hidden_sizes), spatial_dims)
+            for i, axes in enumerate(kernel_sizes):
+                if any(k % 2 == 0 for k in axes):
+                    raise ValueError(f"kernel_sizes[{i}] must be odd on every axis, got {axes}.")
         for field, value, allowed in (
             ("conv_type", conv_type, CONV_TYPES),
             ("norm", norm, NORMS),
@@ -236,6 +312,10 @@ class UNetConfig(PretrainedConfig):
         self.convs_per_stage = convs_per_stage
         self.convs_per_block = int(convs_per_block)
         self.kernel_size = int(kernel_size)
+        self.spatial_dims = int(spatial_dims)
+        self.strides = strides
+        self.kernel_sizes = kernel_sizes
+        self.deep_supervision = bool(deep_supervision)
         self.conv_type = conv_type
         self.norm = norm
         self.activation = activation
@@ -284,3 +364,17 @@ class UNetConfig(PretrainedConfig):
     def depth(self) -> int:
         """Number of downsamplings of the conv encoder."""
         return len(self.hidden_sizes) - 1
+
+    @property
+    def stage_strides(self) -> list[tuple[int, ...]]:
+        """The pooling before each conv stage, per axis: `strides`, or (1, ...) then 2 on every axis."""
+        if self.strides is not None:
+            return [tuple(s) for s in self.strides]
+        return [(1 if i == 0 else 2,) * self.spatial_dims for i in range(len(self.hidden_sizes))]
+
+    @property
+    def stage_kernel_sizes(self) -> list[tuple[int, ...]]:
+        """The convolution kernel of each conv stage, per axis: `kernel_sizes`, or `kernel_size` everywhere."""
+        if self.kernel_sizes is not None:
+            return [tuple(k) for k in self.kernel_sizes]
+        return [(self.kernel_size,) * self.spatial_dims for _ in self.hidden_sizes]

@@ -1,7 +1,8 @@
 """Encoders of the hfseg U-Net family: the built-in conv encoder and any timm `features_only` model.
 
-An encoder maps (B, C, H, W) to a list of feature maps, shallowest first, and exposes `channels` and
-`reductions` (the stride of each map with respect to the input).
+An encoder maps (B, C, H, W) (or (B, C, X, Y, Z) for the 3-D conv encoder) to a list of feature maps, shallowest
+first, and exposes `channels`, `level_strides` (the stride of each map with respect to the input, per spatial axis)
+and `reductions` (the largest of them, per map).
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ import difflib
 import torch
 from torch import nn
 
-from .blocks_unet import InvertedBottleneck, UNetConv, UNetStage
+from .blocks_unet import InvertedBottleneck, UNetConv, UNetStage, layer
 
 
 class UNetConvEncoder(nn.Module):
-    """Conv stages (`stages[i]`), each but the first preceded by a 2x2 max pooling.
+    """Conv stages (`stages[i]`), each but the first preceded by a max pooling of kernel = stride =
+    `config.stage_strides[i]` (2x2 by default), with the kernels of `config.stage_kernel_sizes`.
 
     The first convolution, on the raw input channels, is always a standard one (also in separable models), so that
     the input layer is one dense kernel that `hfseg.create_model` can adapt to another channel count.
@@ -23,20 +25,28 @@ class UNetConvEncoder(nn.Module):
 
     def __init__(self, config) -> None:
         super().__init__()
-        sizes = config.hidden_sizes
-        stem = UNetStage(config.num_channels, sizes[0], config.convs_per_stage[0], config)
-        stem.convs[0] = UNetConv(config.num_channels, sizes[0], config.kernel_size, "standard", config.norm,
-                                 config.activation)
+        sizes, strides, kernels = config.hidden_sizes, config.stage_strides, config.stage_kernel_sizes
+        kernels = [k[0] if len(set(k)) == 1 else k for k in kernels]  # one int when isotropic, as in 2-D
+        pool = layer("maxpool", config.spatial_dims)
+        stem = UNetStage(config.num_channels, sizes[0], config.convs_per_stage[0], config, kernels[0])
+        stem.convs[0] = UNetConv(config.num_channels, sizes[0], kernels[0], "standard", config.norm,
+                                 config.activation, config.spatial_dims)
         stages = [stem]
         for i in range(1, len(sizes)):
             if i == len(sizes) - 1 and config.bottleneck == "inverted":
-                block: nn.Module = InvertedBottleneck(sizes[i - 1], sizes[i], config)
+                block: nn.Module = InvertedBottleneck(sizes[i - 1], sizes[i], config, kernels[i])
             else:
-                block = UNetStage(sizes[i - 1], sizes[i], config.convs_per_stage[i], config)
-            stages.append(nn.Sequential(nn.MaxPool2d(2), block))
+                block = UNetStage(sizes[i - 1], sizes[i], config.convs_per_stage[i], config, kernels[i])
+            stride = strides[i][0] if len(set(strides[i])) == 1 else strides[i]
+            stages.append(nn.Sequential(pool(stride), block))
         self.stages = nn.ModuleList(stages)
         self.channels = list(sizes)
-        self.reductions = [2**i for i in range(len(sizes))]
+        self.level_strides: list[tuple[int, ...]] = []
+        total = (1,) * config.spatial_dims
+        for stride in strides:
+            total = tuple(t * s for t, s in zip(total, stride))
+            self.level_strides.append(total)
+        self.reductions = [max(s) for s in self.level_strides]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         features = []
@@ -77,6 +87,7 @@ class UNetTimmEncoder(nn.Module):
             raise ValueError(f"timm model {name!r} cannot be used as a U-Net encoder ({err}).") from err
         self.channels = list(self.backbone.feature_info.channels())
         self.reductions = list(self.backbone.feature_info.reduction())
+        self.level_strides = [(r, r) for r in self.reductions]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return list(self.backbone(x))

@@ -73,9 +73,9 @@ def test_an_unknown_field_is_an_error_with_close_matches():
         UNetConfig(base_chanels=16)
     with pytest.raises(ValueError, match="Unknown UNetConfig field 'num_label'; did you mean 'num_labels'"):
         UNetConfig(num_label=3)
-    # The U-Net is 2-D: a volume field fails when the config is built, not at the first forward.
-    with pytest.raises(ValueError, match=r"Unknown UNetConfig field 'spatial_dims'\. UNetConfig fields: activation"):
-        UNetConfig(spatial_dims=3)
+    # A field the U-Net does not have fails when the config is built, not at the first forward.
+    with pytest.raises(ValueError, match=r"Unknown UNetConfig field 'temporal_window'\. UNetConfig fields: activation"):
+        UNetConfig(temporal_window=3)
 
 
 GENERIC = [
@@ -115,14 +115,14 @@ def _saved(tmp_path, **extra):
 
 def test_a_saved_config_with_an_unknown_key_loads_with_a_warning(tmp_path):
     # `use_return_dict` is a read-only property that no transformers writes: transformers' own loader rejects it.
-    path = _saved(tmp_path, spatial_dims=3, use_return_dict=True)
+    path = _saved(tmp_path, temporal_window=3, use_return_dict=True)
     for load in (UNetConfig.from_pretrained, AutoConfig.from_pretrained,
                  lambda folder: UNetConfig.from_json_file(folder / "config.json"),
                  lambda folder: UNetConfig.from_dict(json.loads(path.read_text()))):
-        with pytest.warns(UserWarning, match="Ignoring 'spatial_dims', 'use_return_dict' in the saved UNetConfig"):
+        with pytest.warns(UserWarning, match="Ignoring 'temporal_window', 'use_return_dict' in the saved UNetConfig"):
             config = load(tmp_path)
         assert type(config) is UNetConfig and config.attention == "gate" and config.num_labels == 4
-        assert not hasattr(config, "spatial_dims")
+        assert not hasattr(config, "temporal_window")
 
 
 def test_keys_of_older_transformers_load_silently(tmp_path):
@@ -156,8 +156,8 @@ def test_a_model_checkpoint_with_an_unknown_key_loads(tmp_path):
     model = UNetForSemanticSegmentation(UNetConfig(num_labels=2, base_channels=4, depth=2)).eval()
     model.save_pretrained(tmp_path)
     path = tmp_path / "config.json"
-    path.write_text(json.dumps({**json.loads(path.read_text()), "spatial_dims": 2}))
-    with pytest.warns(UserWarning, match="Ignoring 'spatial_dims'"):
+    path.write_text(json.dumps({**json.loads(path.read_text()), "temporal_window": 2}))
+    with pytest.warns(UserWarning, match="Ignoring 'temporal_window'"):
         loaded = AutoModelForSemanticSegmentation.from_pretrained(tmp_path).eval()
     x = torch.randn(1, 3, 16, 16)
     with torch.no_grad():
@@ -174,7 +174,7 @@ REMOTE_LOADER = textwrap.dedent(
         config = AutoConfig.from_pretrained(sys.argv[1], trust_remote_code=True, num_labels=5)
     assert type(config).__module__.startswith("transformers_modules"), type(config).__module__
     assert config.num_labels == 5 and config.attention == "gate", config
-    assert any("Ignoring 'spatial_dims'" in str(w.message) for w in caught), [str(w.message) for w in caught]
+    assert any("Ignoring 'temporal_window'" in str(w.message) for w in caught), [str(w.message) for w in caught]
     try:
         type(config)(base_chanels=4)
     except ValueError as err:
@@ -184,7 +184,7 @@ REMOTE_LOADER = textwrap.dedent(
 
 
 def test_remote_code_config_is_lenient_on_loading_and_strict_on_construction(tmp_path):
-    _saved(tmp_path, spatial_dims=3)
+    _saved(tmp_path, temporal_window=3)
     assert (tmp_path / "configuration_unet.py").exists()
     env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
     result = subprocess.run([sys.executable, "-c", REMOTE_LOADER, str(tmp_path)], cwd=tmp_path, env=env,
