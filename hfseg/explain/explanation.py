@@ -140,6 +140,14 @@ def _resize_map(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out[0, 0].clamp(0, 1).numpy().astype(np.float32)
 
 
+def _require_image_model(model: nn.Module) -> None:
+    if getattr(getattr(model, "config", None), "spatial_dims", 2) == 3:
+        raise ValueError("explain() predicts and draws one 2D image, and this model is 3-D (config.spatial_dims=3). "
+                         "For a volume, compute the map on the grid the model sees: x = processor.preprocess_volume("
+                         "volume, spacing)['pixel_values'], then hfseg.explain.compute_cam(model, x) gives an "
+                         "(X, Y, Z) map in [0, 1] on that grid.")
+
+
 def _processor_for(model: nn.Module, processor: Any) -> Any:
     if processor is not None:
         return as_unet_processor(processor)
@@ -160,7 +168,7 @@ def explain(
     output_dir: str | os.PathLike | None = None,
     **predict_kwargs: Any,
 ) -> Explanation:
-    """Predict, explain and draw one image.
+    """Predict, explain and draw one image (2-D models; for a 3-D model use `compute_cam` on a volume).
 
     Args:
         model: a loaded model, or a `save_pretrained` folder / Hub id (loaded with
@@ -178,8 +186,10 @@ def explain(
     """
     if isinstance(model, (str, os.PathLike)):
         model, loaded = load_model(model)
+        _require_image_model(model)
         processor = loaded if processor is None else as_unet_processor(processor)
     else:
+        _require_image_model(model)
         processor = _processor_for(model, processor)
     model.eval()
     x = normalize(processor, image)

@@ -2,9 +2,9 @@
 
 Automatic target layers (`default_target_layers`), the first rule that matches the model:
 
-- **hfseg U-Net** (`UNetForSemanticSegmentation`): `unet.decoder.blocks.<last>`, the finest decoder block, i.e. the
-  full-resolution features right before the 1x1 head. The block returns `(features, gate map)`; its features are
-  used (see `tap_layers`).
+- **hfseg U-Net** (`UNetForSemanticSegmentation`, 2-D or 3-D): `unet.decoder.blocks.<last>`, the finest decoder
+  block, i.e. the full-resolution features right before the 1x1 head. The block returns `(features, gate map)`; its
+  features are used (see `tap_layers`).
 - **Segformer**: `decode_head.linear_fuse`, the 1x1 conv fusing the four upsampled MLP projections (1/4 of the
   input), a plain conv map: no reshape needed.
 - **UPerNet** (ConvNeXt or Swin backbone) and **BEiT** / Data2Vec-vision (their UperHead):
@@ -16,8 +16,8 @@ Automatic target layers (`default_target_layers`), the first rule that matches t
   of the last conv block: timm's VGG puts its 7x7 `pre_logits` convs after `features`, so "the last conv" would be
   a 1x1 map); VisionTransformer -> `timm_model.blocks.<last>.norm1` (patch tokens still feed the class token there;
   after the last block they no longer reach the logits), folded to a grid by `token_reshape`.
-- **anything else**: the last `nn.Conv2d` that is not the classifier (out_channels != num_labels), else the last
-  `nn.Conv2d`.
+- **anything else**: the last `nn.Conv2d` (or `nn.Conv3d`) that is not the classifier (out_channels != num_labels),
+  else the last one.
 
 Any module can be chosen by name instead (`resolve_target_layers`). Activations that are token sequences (B, N, C)
 (ViT, BEiT, DPT, Segformer and Swin blocks) are folded to (B, C, h, w) by `token_reshape`, the class token dropped
@@ -64,10 +64,10 @@ def _has(model: nn.Module, name: str) -> bool:
 
 
 def _last_conv(model: nn.Module) -> list[str]:
-    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Conv3d))]
     if not convs:
-        raise ValueError(f"{type(model).__name__} has no nn.Conv2d to use as a CAM target layer; pass target_layers "
-                         "by module name (see model.named_modules()).")
+        raise ValueError(f"{type(model).__name__} has no nn.Conv2d or nn.Conv3d to use as a CAM target layer; pass "
+                         "target_layers by module name (see model.named_modules()).")
     num_labels = getattr(getattr(model, "config", None), "num_labels", None)
     features = [n for n, m in convs if m.out_channels != num_labels]
     return [features[-1] if features else convs[-1][0]]
