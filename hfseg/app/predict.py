@@ -12,14 +12,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..inference import check_input, classify_logits, predict_mask
+from ..inference import check_input, classify_logits, is_planned, predict_mask, predict_planned
+from ..io import MedicalImage, to_slices
 from ..explain import explain as explain_image
 from ..explain import overlay_mask, to_display
 from ..viz import PALETTE
@@ -154,6 +157,8 @@ def analyze(model: str, upload: Upload, cam_class: str | None = None, classifier
                          "as the model.")
     labels = seg.mask_labels
     chosen = label_index(labels, cam_class)
+    if is_planned(seg.processor):
+        return _analyze_volume(model, seg, upload, start)
     image, notes = match_channels(upload.image, seg.num_channels, upload.name)
     notes = [f"⚠️ {warning}" for warning in check_input(seg.processor, upload, upload.name)] + notes
     explanation = None
@@ -181,11 +186,58 @@ def analyze(model: str, upload: Upload, cam_class: str | None = None, classifier
     return result
 
 
+# Whole-volume masks of a 3D model, by (model, file, its size and time): moving the slice slider reuses them.
+_volume_masks: OrderedDict[tuple, np.ndarray] = OrderedDict()
+VOLUME_MASKS_KEPT = 4
+
+
+def _volume_mask(model: str, seg: LoadedModel, volume: MedicalImage) -> np.ndarray:
+    """The mask of the whole `volume` (its storage order) by a planned model, computed once per file."""
+    stat = Path(volume.path).stat() if volume.path else None
+    key = (model, str(volume.path), stat.st_size if stat else None, stat.st_mtime_ns if stat else id(volume))
+    if key in _volume_masks:
+        _volume_masks.move_to_end(key)
+        return _volume_masks[key]
+    with _model_lock:
+        mask = predict_planned(seg.model, seg.processor, volume)
+    _volume_masks[key] = mask
+    while len(_volume_masks) > VOLUME_MASKS_KEPT:
+        _volume_masks.popitem(last=False)
+    return mask
+
+
+def _analyze_volume(model: str, seg: LoadedModel, upload: Upload, start: float) -> Analysis:
+    """A planned (3D) model: the whole volume is segmented once, and the upload's slice of the mask is shown."""
+    if upload.volume is None:
+        raise UploadError(f"{upload.name} is one 2D image, but this model segments whole volumes: upload a NIfTI "
+                          "volume (.nii, .nii.gz) or a multi-frame DICOM.")
+    volume = upload.volume
+    if volume.spacing is None:
+        raise UploadError(f"{upload.name} states no voxel spacing, which this 3D model needs to resample the volume "
+                          "to its training resolution: upload a file whose header gives the spacing.")
+    notes = [f"⚠️ {warning}" for warning in check_input(seg.processor, upload, upload.name)]
+    mask_volume = _volume_mask(model, seg, volume)
+    mask = to_slices(mask_volume, volume.affine, upload.plane, upload.name)[upload.slice_index].astype(np.int64)
+    display = to_display(upload.image)
+    labels = seg.mask_labels
+    overlay = overlay_mask(display, mask, labels, legend=False)
+    voxel_ml = volume.voxel_volume() / 1000.0
+    present = [(labels.get(int(k), f"class {k}"), int((mask_volume == k).sum()) * voxel_ml)
+               for k in np.unique(mask_volume) if k != 0]
+    notes.append("3D model: the whole volume was segmented (GradCAM is shown for 2D models only); class volumes: "
+                 + (", ".join(f"{name} {ml:.1f} mL" for name, ml in present) or "none found"))
+    result = Analysis(display, mask, labels, overlay, class_areas(mask, labels, upload.spacing), notes=notes)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
 def warm_up(model: str, policy: ModelPolicy | None = None) -> bool:
     """Load `model` and run one analysis of a small noise image, so that the first user's answer does not pay for
     loading and first-call set-up (a few seconds on a CPU). Returns whether it worked; problems are only logged."""
     try:
         seg = get_model(model, policy)
+        if is_planned(seg.processor):  # a 3D model: nothing to warm up without a volume
+            return True
         noise = np.random.default_rng(0).integers(0, 255, (64, 64, seg.num_channels), dtype=np.uint8)
         analyze(model, Upload(noise[..., 0] if seg.num_channels == 1 else noise, None, "image", "warm-up"),
                 policy=policy)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +70,9 @@ class Upload:
         num_slices (`int`): slices in the file (NIfTI volume, multi-frame DICOM); 1 for a 2D image.
         slice_index (`int`): the slice `image` is.
         modality (`str`, *optional*): the DICOM Modality code (`"CT"`, `"MR"`, ...); None when unknown.
+        volume (`MedicalImage`, *optional*): the whole volume `image` is a slice of (a 3D model segments it whole);
+            None for a 2D image.
+        plane (`str`, *optional*): the plane of the slices of `volume` (`hfseg.io.to_slices`).
     """
 
     image: np.ndarray
@@ -79,6 +82,8 @@ class Upload:
     num_slices: int = 1
     slice_index: int = 0
     modality: str | None = None
+    volume: MedicalImage | None = field(default=None, repr=False, compare=False)
+    plane: str | None = None
 
     @property
     def array(self) -> np.ndarray:
@@ -218,7 +223,7 @@ def read_upload(path: str | os.PathLike, slice_index: int | None = None, max_byt
             pixels, spacing = slices[index], slice_spacing(image.spacing, image.affine, plane)
             spacing = spacing[1:3] if spacing is not None else None
         else:  # a single-frame DICOM, as stored
-            pixels, count, index, spacing = _colour_as_stored(image), 1, 0, image.spacing
+            pixels, count, index, spacing, plane = _colour_as_stored(image), 1, 0, image.spacing, None
     except UploadError:
         raise
     except MedicalFileError as err:
@@ -230,4 +235,5 @@ def read_upload(path: str | os.PathLike, slice_index: int | None = None, max_byt
         raise _user_error(f"Cannot read {name} ({type(err).__name__}: {err}): the file is corrupt or of a variant "
                           f"this demo does not read. Upload a valid {_FORMATS[kind]}.", path, name) from err
     spacing = (float(spacing[0]), float(spacing[1])) if spacing is not None else None
-    return Upload(_checked(pixels, name, max_side), spacing, kind, name, count, index, image.modality)
+    volume = image if image.is_volume else None
+    return Upload(_checked(pixels, name, max_side), spacing, kind, name, count, index, image.modality, volume, plane)

@@ -3,6 +3,7 @@
     hfseg train --config demo --max_steps 300 --output_dir runs/demo
     hfseg predict --model runs/demo/best brain.nii.gz dicom_series/ pictures/ --output-dir masks
     hfseg evaluate --model runs/demo/best --dataset demo
+    hfseg plan --dataset nnunet --data_dir data/Dataset004_Hippocampus
     hfseg models
     hfseg datasets
     accelerate launch --multi_gpu --num_processes 2 -m hfseg.cli train --config demo  # data-parallel
@@ -35,11 +36,12 @@ def print_models() -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from ..training import cli as recipes
+    from . import plan as plan_cli
     from . import predict as predict_cli
 
     parser = argparse.ArgumentParser(prog="hfseg", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", metavar="{train,predict,evaluate,models,datasets}")
+    commands = parser.add_subparsers(dest="command", metavar="{train,predict,evaluate,plan,models,datasets}")
     raw = argparse.RawDescriptionHelpFormatter
     train = commands.add_parser("train", help="train a model (the recipe)", description=recipes.TRAIN_DESCRIPTION,
                                 epilog=recipes.TRAIN_EPILOG, formatter_class=raw)
@@ -50,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="evaluate and compare trained models",
                                    description=recipes.EVALUATE_DESCRIPTION, formatter_class=raw)
     recipes.add_evaluate_arguments(evaluate)
+    plan = commands.add_parser("plan", help="plan a volume dataset (nnU-Net's rules)", description=plan_cli.DESCRIPTION,
+                               epilog=plan_cli.EPILOG, formatter_class=raw)
+    plan_cli.add_plan_arguments(plan)
     commands.add_parser("models", help="list the models hfseg builds")
     commands.add_parser("datasets", help="list the datasets hfseg loads")
     return parser
@@ -72,6 +77,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         from ..training.cli import run_evaluate
 
         run_evaluate(args)
+    elif args.command == "plan":
+        from .plan import run_plan
+
+        code = run_plan(args)
+        if code:
+            raise SystemExit(code)
     elif args.command == "models":
         print_models()
     elif args.command == "datasets":

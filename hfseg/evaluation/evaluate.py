@@ -41,6 +41,7 @@ from ..data import id2label as dataset_id2label
 from ..data import load
 from ..data.brats import BRATS_REGIONS
 from ..inference import (
+    is_planned,
     classify_logits,
     is_classifier,
     load_model,
@@ -52,6 +53,7 @@ from ..inference import (
 from ..metrics import ClassificationMetrics, SegmentationMetrics
 from ..models.outputs import predict
 from .cases import CASE_COLUMN, CaseMetrics, region_masks
+from .volumes import evaluate_volumes, is_volume_dataset
 
 REGIONS: dict[str, dict[str, tuple[int, ...]]] = {"brats": dict(BRATS_REGIONS)}
 
@@ -207,7 +209,9 @@ def evaluate_model(
     name: str | None = None,
     dataset_name: str | None = None,
 ) -> dict[str, Any]:
-    """Metrics of one model on one split, per image and (with a `case_id` column) per case.
+    """Metrics of one model on one split, per image and (with a `case_id` column) per case. A planned volume model
+    on a volume dataset predicts and scores every case whole (`hfseg.evaluation.volumes`; `tta_flip` mirrors over
+    the plan's axes, the 2D options do not apply).
 
     Args:
         model: a `save_pretrained` folder or Hub id (see `load_model`), or a loaded `(model, processor)` pair.
@@ -267,8 +271,17 @@ def evaluate_model(
     check_labels(net, id2label, name, data_label)
     options = {"tta_flip": tta_flip, "sliding_window": sliding_window, "overlap": overlap}
     loader = {"batch_size": int(batch_size), "num_workers": int(num_workers)}
+    planned, volumes = is_planned(processor), is_volume_dataset(data)
+    if planned != volumes:
+        raise ValueError(f"Model {name!r} is {'a planned volume model' if planned else 'a 2D model'} but dataset "
+                         f"{data_label!r} holds {'whole volumes' if volumes else 'images'}: evaluate a volume model "
+                         "on a volume dataset (nnunet, demo3d, or brats2020-nifti / chaos-mr-t2spir with volumes: "
+                         "true), and a 2D model on images or slices.")
     if classification:
         result = _classify(net, processor, data, id2label, tta_flip, name, **loader)
+    elif volumes:
+        result = evaluate_volumes(net, processor, data, id2label, resolve_regions(regions), ignore_index, surface,
+                                  tta=tta_flip, examples=examples, name=name)
     else:
         result = _segment(net, processor, data, id2label, name, options, surface, instance, spacing,
                           resolve_regions(regions), ignore_index, examples, per_case, **loader)

@@ -258,9 +258,28 @@ def _preprocessing(run: TrainingRun, processor: Any) -> str:
     augment = run.config.get("augment") or {}
     lines.append("- **Training augmentation:** "
                  + (", ".join(f"`{k}={v}`" for k, v in augment.items()) if augment else "none"))
+    plan = settings.pop("plan", None)
     block = yaml.safe_dump(settings, sort_keys=False).strip()
-    return (f"## Preprocessing\n\n`{type(processor).__name__}` (preprocessor_config.json), applied by "
+    text = (f"## Preprocessing\n\n`{type(processor).__name__}` (preprocessor_config.json), applied by "
             f"`processor(image)`:\n\n" + "\n".join(lines) + f"\n\nAll settings:\n\n```yaml\n{block}\n```")
+    if plan:
+        text += "\n\n" + _plan_section(plan)
+    return text
+
+
+def _plan_section(plan: Mapping[str, Any]) -> str:
+    """The volume model's plan (`hfseg.planning`), as the recipe printed it: inference resamples, normalizes and
+    slides its windows by it (`processor.preprocess_volume`, `hfseg.inference.predict_planned`)."""
+    from ..planning import Plan
+
+    try:
+        described = Plan.from_dict(plan).describe()
+    except (TypeError, ValueError, KeyError):  # a plan of another hfseg version: show the fields as saved
+        described = yaml.safe_dump({k: v for k, v in plan.items() if k != "fingerprint"}, sort_keys=False).strip()
+    return ("### Plan\n\nPlanned from the training data by nnU-Net's rules (`hfseg.planning`). Inference resamples "
+            "every volume to the target spacing, normalizes each channel and predicts it with Gaussian sliding "
+            "windows of the patch size, then resamples the mask back onto the scan's grid "
+            f"(`hfseg predict`):\n\n```\n{described}\n```")
 
 
 def _duration(seconds: Any) -> str | None:

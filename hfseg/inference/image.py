@@ -11,6 +11,7 @@ processor, image)` returns (K, H, W) logits at the image's own height and width,
   flush with the borders), and their logits are averaged with a Gaussian importance map (sigma = 1/8 of the window,
   as nnU-Net and MONAI's `sliding_window_inference(mode="gaussian")`), or uniformly (`weighting="constant"`).
   Images smaller than the window are zero-padded (the normalized mean for z-score) on both sides, then cropped back.
+  This is `hfseg.inference.sliding_window` (2D and 3D) with the weights floored at 1e-3.
   Use it when the model saw training images at the pixel scale of the test images (patches, or smaller images).
 - **flip TTA** (`tta_flip=True`): identity, horizontal, vertical and both flips, each prediction resized to the
   native size and flipped back; their **softmax probabilities** (sigmoid for a one-logit binary model) are averaged,
@@ -23,7 +24,6 @@ Everything runs under `torch.inference_mode` on the model's device; the returned
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -35,6 +35,7 @@ from torch import nn
 from ..data.transforms import match_mode
 from ..models.outputs import logits_at, predict
 from .loading import size_of
+from .sliding import compute_steps, gaussian_importance_map, sliding_window
 
 # Flip dimensions of (B, C, H, W): identity, horizontal, vertical, both.
 FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
@@ -109,54 +110,27 @@ def _scores(model: nn.Module, x: torch.Tensor, tta_flip: bool, size: tuple[int, 
 
 
 def importance_map(window: tuple[int, int], weighting: str = "gaussian", sigma_scale: float = 0.125) -> torch.Tensor:
-    """(h, w) weights of one window's logits: a Gaussian centred on the window, sigma = `sigma_scale` x its size,
-    scaled to a maximum of 1 and floored at 1e-3 (MONAI's rule), or ones for `"constant"`."""
+    """(h, w) weights of one window's logits: `gaussian_importance_map` (sigma = `sigma_scale` x the window size,
+    maximum 1) floored at 1e-3 (MONAI's rule), or ones for `"constant"`."""
     if weighting not in WEIGHTINGS:
         raise ValueError(f"Unknown weighting {weighting!r}; choose one of {', '.join(WEIGHTINGS)}.")
     if weighting == "constant":
         return torch.ones(window)
-    axes = []
-    for n in window:
-        coords = torch.arange(n, dtype=torch.float64) - (n - 1) / 2
-        axes.append(torch.exp(-0.5 * (coords / (sigma_scale * n)) ** 2))
-    weights = axes[0][:, None] * axes[1][None, :]
-    return (weights / weights.max()).clamp_min(1e-3).float()
+    return gaussian_importance_map(window, sigma_scale).clamp_min(1e-3)
 
 
 def window_starts(length: int, window: int, overlap: float) -> list[int]:
     """Start offsets of windows covering `length`: step `window * (1 - overlap)` at most, evenly spread, the first
-    at 0 and the last at `length - window` (nnU-Net's placement)."""
-    if length <= window:
-        return [0]
-    step = max(window * (1 - overlap), 1)
-    count = math.ceil((length - window) / step) + 1
-    return [round(i * (length - window) / (count - 1)) for i in range(count)]
+    at 0 and the last at `length - window` (nnU-Net's placement, `compute_steps` along one axis)."""
+    return compute_steps((max(length, window),), (window,), 1 - overlap)[0]
 
 
 def _sliding(model: nn.Module, x: torch.Tensor, window: tuple[int, int], overlap: float, tta_flip: bool,
              batch_size: int, weighting: str) -> torch.Tensor:
-    """Weighted mean of window scores over a (1, C, H, W) image -> (1, K, H, W)."""
-    height, width = x.shape[-2:]
-    pad_h, pad_w = max(window[0] - height, 0), max(window[1] - width, 0)
-    top, left = pad_h // 2, pad_w // 2
-    if pad_h or pad_w:
-        x = F.pad(x, (left, pad_w - left, top, pad_h - top))
-    weights = importance_map(window, weighting).to(x.device)
-    corners = [(r, c) for r in window_starts(x.shape[-2], window[0], overlap)
-               for c in window_starts(x.shape[-1], window[1], overlap)]
-    total = count = None
-    for i in range(0, len(corners), batch_size):
-        chunk = corners[i : i + batch_size]
-        tiles = torch.cat([x[..., r : r + window[0], c : c + window[1]] for r, c in chunk])
-        scores = _scores(model, tiles, tta_flip)
-        if total is None:
-            total = torch.zeros(1, scores.shape[1], *x.shape[-2:], device=x.device)
-            count = torch.zeros(x.shape[-2:], device=x.device)
-        for (r, c), score in zip(chunk, scores):
-            total[0, :, r : r + window[0], c : c + window[1]] += score * weights
-            count[r : r + window[0], c : c + window[1]] += weights
-    out = total / count
-    return out[..., top : top + height, left : left + width]
+    """Weighted mean of window scores over a (1, C, H, W) image -> (1, K, H, W): `sliding_window` with each
+    window's scores from `_scores` (logits, or the flip-averaged probabilities)."""
+    return sliding_window(lambda tiles: _scores(model, tiles, tta_flip), x[0], window, step=1 - overlap,
+                          batch_size=batch_size, device=x.device, importance=importance_map(window, weighting))[None]
 
 
 def _window(sliding_window: Any, size: tuple[int, int] | None, processor: Any) -> tuple[int, int] | None:

@@ -1,4 +1,5 @@
-"""Prediction on what `hfseg.io.read` gives: one 2D image, or a volume slice by slice with a 2D model.
+"""Prediction on what `hfseg.io.read` gives: one 2D image, or a volume slice by slice with a 2D model (a planned
+volume model, 3D or nnU-Net's 2d configuration, goes through `hfseg.inference.planned` instead).
 
 A volume is cut into 2D slices in hfseg's display convention (`hfseg.io.to_slices`: axial slices with anterior
 at the top and the patient's right on the image's left, as radiology viewers show them and as the `demo` and
@@ -22,6 +23,7 @@ from ..io import MedicalImage, default_plane, from_slices, to_slices
 from ..models.outputs import predict as labels_of
 from .checks import check_input
 from .image import predict_logits_batch, predict_mask
+from .planned import is_planned, predict_planned
 
 
 def _channels_last(array: np.ndarray) -> str | None:
@@ -71,6 +73,12 @@ def predict(model: nn.Module, processor: Any, image: MedicalImage | Any, plane: 
     if warn:
         for message in check_input(processor, image, getattr(image, "name", "The input")):
             warnings.warn(message, stacklevel=2)
+    if isinstance(image, MedicalImage) and is_planned(processor):
+        if not image.is_volume:
+            raise ValueError(f"{image.name} is one 2D image, but the model is a planned volume model: give it a "
+                             "volume (NIfTI file or DICOM series).")
+        return predict_planned(model, processor, image, tta=bool(options.get("tta_flip")), progress=bool(progress),
+                               batch_size=batch_size)
     if isinstance(image, MedicalImage):
         if image.is_volume:
             return predict_volume(model, processor, image, plane=plane, batch_size=batch_size, progress=progress,

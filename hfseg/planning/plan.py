@@ -462,8 +462,11 @@ def _describe_lines(plan: Plan) -> list[str]:
     for i, (stride, kernel, width) in enumerate(zip(plan.strides, plan.kernel_sizes, plan.hidden_sizes)):
         size = [s // t for s, t in zip(size, stride)]
         lines.append(f"                   {i:>5}  {_x(stride):<10}  {_x(kernel):<10}  {width:>5}   {_x(size)}")
-    lines.append("                   (strides and kernels by nnU-Net's get_pool_and_conv_props; widths 32 * 2**i, "
-                 f"capped at {rules.MAX_WIDTH[dims]}){_planned(plan, 'strides') or _planned(plan, 'kernel_sizes')}")
+    nnunet = plan.hidden_sizes == rules.hidden_sizes_for(len(plan.strides), dims)
+    widths = (f"widths 32 * 2**i, capped at {rules.MAX_WIDTH[dims]}" if nnunet
+              else "widths as set, not nnU-Net's 32 * 2**i")
+    lines.append(f"                   (strides and kernels by nnU-Net's get_pool_and_conv_props; {widths})"
+                 f"{_planned(plan, 'strides') or _planned(plan, 'kernel_sizes')}")
     norm_lines = _normalization_lines(plan, notes)
     lines.append(f"  normalization    {norm_lines[0] if norm_lines else '-'}")
     lines.extend(f"                   {line}" for line in norm_lines[1:])

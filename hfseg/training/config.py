@@ -71,6 +71,10 @@ class DataSection:
     max_eval_samples: int | None = None
     label_column: str = "label"  # classification: the ClassLabel column holding each image's class
     emphasis: dict[str, Any] = field(default_factory=dict)  # classification: segment-then-classify preprocessing
+    # Volume runs (a `plan` section): patches drawn per epoch (None: 250 batches, nnU-Net's epoch) and the share of
+    # patches centred on a foreground voxel (nnU-Net's 1/3).
+    samples_per_epoch: int | None = None
+    foreground_fraction: float = 0.33
 
 
 @dataclass
@@ -117,7 +121,7 @@ class TrainSection:
     output_dir: str = "runs/demo"
     epochs: int = 10
     max_steps: int | None = None  # optimizer steps of the run; when set, `epochs` is no limit (as in transformers)
-    batch_size: int = 8
+    batch_size: int | None = 8  # volume runs (a plan section): null takes the plan's batch size
     eval_batch_size: int | None = None
     gradient_accumulation_steps: int = 1
     max_grad_norm: float | None = 1.0
@@ -145,6 +149,10 @@ class RecipeConfig:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     augment: dict[str, Any] = field(default_factory=dict)  # hfseg.data.transforms.AugmentConfig fields
+    # Volumes: a non-empty `plan` makes a patch-based volume run planned from the data (`hfseg.planning.plan`):
+    # `configuration` (3d_fullres or 2d), `memory_budget_gb`, and any `Plan` field to override (patch_size, ...).
+    # `augment` then holds `hfseg.data.augment3d.VolumeAugmentConfig` fields.
+    plan: dict[str, Any] = field(default_factory=dict)
     loss: LossSection = field(default_factory=LossSection)
     optim: OptimSection = field(default_factory=OptimSection)
     scheduler: SchedulerSection = field(default_factory=SchedulerSection)
@@ -166,7 +174,7 @@ class RecipeConfig:
 
 
 # Keys whose values are free-form mappings (their inner keys are checked by the code that consumes them).
-_FREE = {"model.kwargs", "data.options", "data.processor", "data.emphasis", "augment"}
+_FREE = {"model.kwargs", "data.options", "data.processor", "data.emphasis", "augment", "plan"}
 
 
 def _section_type(cls: type, name: str) -> type | None:
@@ -296,6 +304,8 @@ def validate(config: RecipeConfig) -> None:
     positive = {"train.epochs": t.epochs, "train.batch_size": t.batch_size,
                 "train.gradient_accumulation_steps": t.gradient_accumulation_steps, "train.eval_every": t.eval_every,
                 "optim.lr": config.optim.lr}
+    if t.batch_size is None and config.plan:
+        del positive["train.batch_size"]  # the plan's
     for key, value in positive.items():
         if not isinstance(value, (int, float)) or value <= 0:
             raise ValueError(f"{key} must be a positive number, got {value!r}.")
@@ -308,6 +318,20 @@ def validate(config: RecipeConfig) -> None:
     size = config.data.size
     if size is not None and (len(size) != 2 or min(size) <= 0):
         raise ValueError(f"data.size must be [height, width], got {size!r}.")
+    if config.plan:
+        if config.task != "segmentation":
+            raise ValueError("A plan section (volume training) needs task: segmentation.")
+        if size is not None:
+            raise ValueError("data.size does not apply to volume runs (a plan section): the plan resamples every "
+                             "volume to its target spacing and trains on patches (override plan.patch_size instead).")
+        if not 0 <= config.data.foreground_fraction <= 1:
+            raise ValueError(f"data.foreground_fraction must be in [0, 1], got {config.data.foreground_fraction}.")
+        planned = config.plan.get("batch_size")
+        if planned is not None and t.batch_size is not None and planned != t.batch_size:
+            raise ValueError(f"plan.batch_size={planned} and train.batch_size={t.batch_size} disagree: set one of "
+                             "them (train.batch_size: null trains with the plan's).")
+        if config.data.samples_per_epoch is not None and config.data.samples_per_epoch <= 0:
+            raise ValueError(f"data.samples_per_epoch must be positive or null, got {config.data.samples_per_epoch}.")
     if t.push_to_hub and not t.hub_model_id:
         raise ValueError("train.push_to_hub needs train.hub_model_id (e.g. your-name/unet-demo).")
     if not 0 <= config.loss.label_smoothing < 1:

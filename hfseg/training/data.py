@@ -41,6 +41,10 @@ class RecipeData:
     label_column: str = "label"
     emphasis: Emphasis | None = None
 
+    def describe_train(self) -> str:
+        """`"120 training images"`, for the recipe's messages."""
+        return f"{len(self.train)} training images"
+
 
 def build_emphasis(spec: Mapping[str, Any] | None) -> Emphasis | None:
     """The segment-then-classify hook: `data.emphasis` -> a per-image callable, or None when the spec is empty.

@@ -51,7 +51,12 @@ class SegmentationTask:
         return {"output_attentions": wants and want_panel}
 
     def align(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return logits_at(logits, labels.shape[-2:])
+        return logits_at(logits, labels.shape[1:])
+
+    def training_loss(self, out: Any, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(logits, loss)` of a training batch's model output (logits aligned to the labels)."""
+        logits = self.align(out.logits, labels)
+        return logits, self.loss(logits, labels)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return _loss(self.cfg, logits, labels)
@@ -107,6 +112,10 @@ class ClassificationTask:
 
     def align(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return logits
+
+    def training_loss(self, out: Any, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(logits, loss)` of a training batch's model output."""
+        return out.logits, self.loss(out.logits, labels)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         weight = self.class_weights.to(logits.device) if self.class_weights is not None else None

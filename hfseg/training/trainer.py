@@ -40,6 +40,7 @@ from .optim import build_optimizer, build_scheduler
 from ..evaluation.report import write_json
 from .report import plot_curves, write_gif, write_history
 from .tasks import make_task
+from .volumes import VolumeSegmentationTask, build_volume_dataloaders, is_volume_run, load_volume_data
 
 
 @dataclass
@@ -111,15 +112,21 @@ class Trainer:
             step_scheduler_with_optimizer=False,
         )
         set_seed(t.seed)
+        volumes = is_volume_run(cfg)
         with self.accelerator.main_process_first():  # the dataset cache is built once
-            self.data = load_recipe_data(cfg)
-        self.train_loader, self.eval_loader = build_dataloaders(cfg, self.data)
-        self.task = make_task(cfg, self.data.id2label)
+            self.data = load_volume_data(cfg, self.is_main) if volumes else load_recipe_data(cfg)
+        if volumes:
+            self.train_loader, self.eval_loader = build_volume_dataloaders(cfg, self.data)
+            self.task = VolumeSegmentationTask(cfg, self.data.id2label, self.data.plan)
+        else:
+            self.train_loader, self.eval_loader = build_dataloaders(cfg, self.data)
+            self.task = make_task(cfg, self.data.id2label)
         self.model = model if model is not None else self.task.build_model(self.data)
-        if cfg.model.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        if cfg.model.channels_last:  # channels_last_3d for a 3D network (5-D weights)
+            volumetric = any(p.dim() == 5 for p in self.model.parameters())
+            self.model = self.model.to(memory_format=torch.channels_last_3d if volumetric else torch.channels_last)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optim)
-        batches = math.ceil(len(self.data.train) / (t.batch_size * self.accelerator.num_processes))
+        batches = math.ceil(len(self.train_loader.dataset) / (t.batch_size * self.accelerator.num_processes))
         self.steps_per_epoch = max(math.ceil(batches / t.gradient_accumulation_steps), 1)
         # max_steps, when set, is the run's length whatever epochs says (as in transformers' Trainer).
         self.total_steps = t.max_steps or t.epochs * self.steps_per_epoch
@@ -149,7 +156,9 @@ class Trainer:
 
     def _inputs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         x = batch["pixel_values"]
-        return x.to(memory_format=torch.channels_last) if self.cfg.model.channels_last else x
+        if not self.cfg.model.channels_last:
+            return x
+        return x.to(memory_format=torch.channels_last_3d if x.dim() == 5 else torch.channels_last)
 
     def _metrics(self) -> SegmentationMetrics | ClassificationMetrics:
         return self.task.metrics()
@@ -188,10 +197,28 @@ class Trainer:
         return folder
 
     # -- evaluation --------------------------------------------------------------------------------------------
+    @property
+    def has_evaluation(self) -> bool:
+        """Whether the run has an evaluation split (a loader, or the volumes a volume task predicts whole)."""
+        return self.eval_loader is not None or getattr(self.data, "eval", None) is not None and hasattr(
+            self.task, "evaluate")
+
     @torch.inference_mode()
     def evaluate(self, epoch: int) -> dict[str, Any]:
-        """Loss and metrics over the whole evaluation split (each image once, across processes)."""
+        """Loss and metrics over the whole evaluation split (each image once, across processes); a task with its
+        own `evaluate` (whole volumes) does it its way."""
         self.sync_buffers()
+        if hasattr(self.task, "evaluate"):
+            model = self._eval_model()
+            was_training = model.training
+            model.eval()
+            try:
+                result = self.task.evaluate(model, self.data, self.accelerator, epoch)
+            finally:
+                model.train(was_training)
+            if self.is_main:
+                self.task.write_evaluation(self.output_dir, epoch, result, result.pop("_panel", None))
+            return result
         model = self._eval_model()
         was_training = model.training
         model.eval()
@@ -269,11 +296,14 @@ class Trainer:
             acc.init_trackers("tensorboard", config=_flat_config(cfg))
         self.resume()
         length = f"max_steps={t.max_steps}" if t.max_steps else f"{t.epochs} epochs ({self.total_steps} steps)"
-        acc.print(f"Training {cfg.model.name} on {cfg.data.dataset}: {len(self.data.train)} training images, "
+        plan = getattr(self.data, "plan", None)
+        if plan is not None:
+            acc.print(plan.describe())
+        acc.print(f"Training {cfg.model.name} on {cfg.data.dataset}: {self.data.describe_train()}, "
                   f"{acc.num_processes} process(es) on {acc.device}{_describe_threads(self.threads)}, "
                   f"{self.steps_per_epoch} steps per epoch, {length}.")
         if not len(self.train_loader):  # max_steps would never be reached
-            raise ValueError(f"The training split gives no batch ({len(self.data.train)} images).")
+            raise ValueError(f"The training split gives no batch ({self.data.describe_train()}).")
         start = time.perf_counter()
         bar = tqdm(total=self.total_steps, initial=self.state.step, desc="train", disable=not self.is_main)
         stopped_by = self._limit_reached()
@@ -282,6 +312,8 @@ class Trainer:
             epoch = self.state.epoch
             epoch_start = time.perf_counter()
             self.train_loader.set_epoch(epoch)
+            if hasattr(self.train_loader.dataset, "set_epoch"):  # patches drawn as a function of the epoch
+                self.train_loader.dataset.set_epoch(epoch)
             loader = self.train_loader
             if self.state.batch_in_epoch:
                 loader = acc.skip_first_batches(self.train_loader, self.state.batch_in_epoch)
@@ -291,9 +323,8 @@ class Trainer:
             for batch in loader:
                 with acc.accumulate(self.model):
                     with acc.autocast():
-                        logits = self.model(pixel_values=self._inputs(batch)).logits
-                    logits = self.task.align(logits, batch["labels"])
-                    loss = self.task.loss(logits, batch["labels"])
+                        out = self.model(pixel_values=self._inputs(batch))
+                    logits, loss = self.task.training_loss(out, batch["labels"])
                     acc.backward(loss)
                     if acc.sync_gradients and t.max_grad_norm:
                         acc.clip_grad_norm_(self.model.parameters(), t.max_grad_norm)
@@ -326,7 +357,7 @@ class Trainer:
                 self.state.batch_in_epoch = 0
             stopped_by = self._limit_reached()
             result = None
-            if self.eval_loader is not None and (epoch % t.eval_every == t.eval_every - 1 or stopped_by):
+            if self.has_evaluation and (epoch % t.eval_every == t.eval_every - 1 or stopped_by):
                 result = self.evaluate(epoch)
             if self._record_epoch(epoch, running / max(seen, 1), result, time.perf_counter() - epoch_start):
                 stopped_by = stopped_by or "early_stopping"

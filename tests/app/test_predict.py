@@ -211,3 +211,30 @@ def test_warm_up(gated_model, tmp_path):
 
     assert warm_up(gated_model) is True
     assert warm_up(str(tmp_path / "missing")) is False
+
+
+def test_a_3d_model_segments_the_whole_volume_once_and_shows_each_slice(tiny_3d_run, spheres_nnunet, monkeypatch):
+    import hfseg.app.predict as app_predict
+    from hfseg.inference import predict_planned
+    from hfseg.io import read, to_slices
+
+    run, _ = tiny_3d_run
+    path = spheres_nnunet / "imagesTs" / "ball_005_0000.nii.gz"
+    calls = []
+    monkeypatch.setattr(app_predict, "predict_planned", lambda *a, **k: calls.append(1) or predict_planned(*a, **k))
+    monkeypatch.setattr(app_predict, "_volume_masks", type(app_predict._volume_masks)())
+    model = str(run / "best")
+    first = analyze(model, read_upload(path, slice_index=3))
+    second = analyze(model, read_upload(path, slice_index=9))
+    assert len(calls) == 1  # the slider reuses the volume's mask
+    loaded, processor = load_model(run / "best", device="cpu")
+    image = read(path)
+    expected = to_slices(predict_planned(loaded, processor, image), image.affine, "axial", image.name)
+    np.testing.assert_array_equal(first.mask, expected[3])
+    np.testing.assert_array_equal(second.mask, expected[9])
+    assert any("whole volume was segmented" in note and "mL" in note for note in first.notes)
+    status = segment(model, str(path), 5)[-1]
+    assert not status.startswith("⚠️"), status
+    png = Image.new("L", (32, 32))
+    with pytest.raises(UploadError, match="segments whole volumes"):
+        analyze(model, Upload(np.asarray(png), None, "image", "flat.png"))

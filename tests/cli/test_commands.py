@@ -41,7 +41,7 @@ def test_help_and_errors(capsys):
     assert exit_.value.code == 0 and "--sliding_window" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_:
         main([])
-    assert exit_.value.code == 2 and "{train,predict,evaluate,models,datasets}" in capsys.readouterr().out
+    assert exit_.value.code == 2 and "{train,predict,evaluate,plan,models,datasets}" in capsys.readouterr().out
     with pytest.raises(FileNotFoundError, match="not a bundled config name; bundled: .*demo"):
         main(["train", "--config", "no_such_study"])
 

@@ -129,3 +129,24 @@ def test_4d_volume_and_formats(model_dir, inputs, tmp_path):
     with pytest.raises(SystemExit):  # a PNG cannot hold a volume's mask
         main(["predict", "--model", str(model_dir), str(inputs["anatomical"]), "--format", "png",
               "--output-dir", str(out)])
+
+
+def test_a_3d_model_writes_a_nifti_aligned_with_each_input_volume(tiny_3d_run, spheres_nnunet, tmp_path):
+    run, _ = tiny_3d_run
+    source = spheres_nnunet / "imagesTs" / "ball_005_0000.nii.gz"
+    tilted = tmp_path / "tilted.nii.gz"  # an oblique affine and another origin: the mask must keep both
+    original = nib.load(source)
+    affine = original.affine.copy()
+    affine[:3, :3] = affine[:3, :3] @ np.array([[0, -1, 0], [1, 0, 0], [0, 0, 1]])
+    affine[:3, 3] = [10.0, -20.0, 5.0]
+    nib.save(nib.Nifti1Image(np.asarray(original.dataobj), affine), tilted)
+    main(["predict", "--model", str(run / "best"), str(source), str(tilted), "--output-dir", str(tmp_path / "out")])
+    for path in (source, tilted):
+        mask = nib.load(tmp_path / "out" / f"{path.name.removesuffix('.nii.gz')}_mask.nii.gz")
+        assert mask.shape == nib.load(path).shape
+        np.testing.assert_allclose(mask.affine, nib.load(path).affine, atol=1e-5)
+    first = nib.load(tmp_path / "out" / "ball_005_0000_mask.nii.gz").get_fdata()
+    second = nib.load(tmp_path / "out" / "tilted_mask.nii.gz").get_fdata()
+    np.testing.assert_array_equal(first, second)  # a 3D model sees the stored voxels whatever the orientation
+    rows = list(csv.DictReader(open(tmp_path / "out" / "volumes.csv")))
+    assert [r["status"] for r in rows] == ["ok", "ok"] and rows[0]["unit"] == "mm3"

@@ -122,3 +122,13 @@ def test_base_model_is_the_pretrained_checkpoint(seg_run):
         run = TrainingRun(run_dir=seg_run, weights="best", metrics=metrics,
                           config={"model": {"name": "segformer-b0", "pretrained": pretrained}})
         assert card_data(run, model, repo_id="me/x").base_model == base, pretrained
+
+
+def test_a_volume_model_card_shows_its_plan(tiny_3d_run, tmp_path):
+    from hfseg.hub import build_hub_folder
+
+    run, _ = tiny_3d_run
+    folder = build_hub_folder(run, tmp_path / "hub")
+    readme = (folder / "README.md").read_text()
+    assert "### Plan" in readme and "3d_fullres" in readme and "target spacing   1.50 x 1.50 x 3.00 mm" in readme
+    assert "fingerprint" not in readme.split("### Plan")[0]  # the settings block leaves the plan to its section

@@ -56,8 +56,8 @@ def test_saved_config_reloads_identically(tmp_path):
 def test_missing_file():
     with pytest.raises(FileNotFoundError, match="does not exist, and it is not a bundled config name; bundled: .*demo"):
         load_config("nowhere.yaml")
-    with pytest.raises(FileNotFoundError, match="does not exist"):  # the configs' old place names no bundled one
-        load_config("recipes/configs/demo.yaml")
+    with pytest.raises(FileNotFoundError, match="does not exist"):  # a folder path never falls back to a bundled one
+        load_config("elsewhere/configs/demo.yaml")
 
 
 def test_config_is_a_bundled_name_or_a_path(tmp_path, monkeypatch):
