@@ -24,22 +24,25 @@ MONAI_STRIDES = (2, 2, 2, 2)
 INSTALL_HINT = 'pip install -e ".[bench]" (or: pip install monai segmentation-models-pytorch)'
 
 
-def _monai_unet(num_channels: int, num_labels: int) -> nn.Module:
+def _monai_unet(num_channels: int, num_labels: int, spatial_dims: int = 2) -> nn.Module:
     from monai.networks.nets import UNet
 
-    return UNet(spatial_dims=2, in_channels=num_channels, out_channels=num_labels, channels=MONAI_CHANNELS,
+    return UNet(spatial_dims=spatial_dims, in_channels=num_channels, out_channels=num_labels, channels=MONAI_CHANNELS,
                 strides=MONAI_STRIDES, num_res_units=2)
 
 
-def _monai_attention_unet(num_channels: int, num_labels: int) -> nn.Module:
+def _monai_attention_unet(num_channels: int, num_labels: int, spatial_dims: int = 2) -> nn.Module:
     from monai.networks.nets import AttentionUnet
 
-    return AttentionUnet(spatial_dims=2, in_channels=num_channels, out_channels=num_labels, channels=MONAI_CHANNELS,
+    return AttentionUnet(spatial_dims=spatial_dims, in_channels=num_channels, out_channels=num_labels, channels=MONAI_CHANNELS,
                          strides=MONAI_STRIDES)
 
 
-def _smp_unet_resnet18(num_channels: int, num_labels: int) -> nn.Module:
+def _smp_unet_resnet18(num_channels: int, num_labels: int, spatial_dims: int = 2) -> nn.Module:
     import segmentation_models_pytorch as smp
+
+    if spatial_dims != 2:
+        raise ValueError("segmentation_models_pytorch's Unet is 2D only.")
 
     return smp.Unet("resnet18", encoder_weights=None, in_channels=num_channels, classes=num_labels)
 
@@ -65,15 +68,16 @@ class PeerSegmenter(nn.Module, PyTorchModelHubMixin):
         name (`str`): a key of `PEERS`.
         num_channels (`int`): input channels.
         num_labels (`int`): output classes (logits per pixel).
+        spatial_dims (`int`): 2 (images) or 3 (volumes; the MONAI peers).
     """
 
-    def __init__(self, name: str, num_channels: int = 1, num_labels: int = 4) -> None:
+    def __init__(self, name: str, num_channels: int = 1, num_labels: int = 4, spatial_dims: int = 2) -> None:
         super().__init__()
         if name not in PEERS:
             raise ValueError(f"Unknown peer {name!r}; available: {', '.join(PEERS)}.")
         library, build = PEERS[name]
         try:
-            self.net = build(num_channels, num_labels)
+            self.net = build(num_channels, num_labels, spatial_dims)
         except ImportError as err:
             raise ImportError(f"The peer {name!r} needs {library}: {INSTALL_HINT}") from err
         self.name = name
@@ -81,11 +85,11 @@ class PeerSegmenter(nn.Module, PyTorchModelHubMixin):
 
     def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None,
                 **kwargs) -> SemanticSegmenterOutput:
-        """Logits (B, num_labels, H, W); `labels` and other keyword arguments (`output_attentions`) are ignored:
+        """Logits (B, num_labels, *spatial); `labels` and other keyword arguments (`output_attentions`) are ignored:
         the recipe computes its own loss."""
         return SemanticSegmenterOutput(logits=self.net(pixel_values))
 
 
-def build_peer(name: str, num_channels: int = 1, num_labels: int = 4) -> PeerSegmenter:
+def build_peer(name: str, num_channels: int = 1, num_labels: int = 4, spatial_dims: int = 2) -> PeerSegmenter:
     """The peer `name` (see the module docstring) wrapped as a `PeerSegmenter`."""
-    return PeerSegmenter(name, num_channels=num_channels, num_labels=num_labels)
+    return PeerSegmenter(name, num_channels=num_channels, num_labels=num_labels, spatial_dims=spatial_dims)
