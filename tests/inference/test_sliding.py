@@ -244,3 +244,14 @@ def test_errors_name_the_fix():
         sliding_window(lambda x: x, image[0], 8)
     with pytest.raises(ValueError, match="patch_size"):
         sliding_window(lambda x: x, image, (8, 8, 8))
+
+
+def test_cpu_windows_go_channels_last_with_their_values():
+    from hfseg.inference.sliding import channels_last_windows
+
+    for shape in ((2, 1, 4, 5, 6), (2, 3, 4, 5, 6), (2, 1, 7, 8), (2, 3, 7, 8)):
+        x = torch.randn(shape)
+        y = channels_last_windows(x)
+        assert torch.equal(x, y)
+        fmt = torch.channels_last_3d if x.dim() == 5 else torch.channels_last
+        assert y.is_contiguous(memory_format=fmt) and y.stride(1) == 1
