@@ -36,7 +36,7 @@ from ..data import id2label as dataset_id2label
 from ..data.augment3d import VolumeAugmentConfig, build_volume_augmentation
 from ..data.patches import PatchDataset
 from ..data.volumes import case_arrays
-from ..evaluation.volumes import predict_cases, score_cases, shown_slice
+from ..evaluation.volumes import is_volume_dataset, predict_cases, score_cases, shown_slice
 from ..models.unet.image_processing_unet import UNetImageProcessor
 from ..models.unet.loss_unet import deep_supervision_loss
 from ..models.zoo import create_model
@@ -121,7 +121,7 @@ def load_volume_data(cfg: RecipeConfig, progress: bool = True) -> VolumeRecipeDa
     if data.train_split not in splits:
         raise ValueError(f"Dataset {data.dataset!r} has no split {data.train_split!r}; it has {', '.join(splits)}.")
     train = splits[data.train_split]
-    if "spacing" not in train.column_names or "image" not in train.column_names:
+    if not is_volume_dataset(train):
         raise ValueError(f"Dataset {data.dataset!r} is not a volume dataset (rows of whole volumes with a spacing): "
                          "a plan section needs one, e.g. nnunet, demo3d, or brats2020-nifti with volumes: true.")
     evaluation = splits[data.eval_split] if data.eval_split and data.eval_split in splits else None

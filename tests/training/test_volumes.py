@@ -62,3 +62,12 @@ def test_the_bundled_volume_configs_are_found_from_the_recipes_folder():
         assert (recipes / f"{name}.yaml").read_bytes() == (CONFIGS_DIR / f"{name}.yaml").read_bytes()
         cfg = load_config(recipes / f"{name}.yaml")
         assert cfg.plan["configuration"] == configuration and cfg.train.batch_size is None
+
+
+def test_a_plan_section_needs_a_volume_dataset(tmp_path):
+    from hfseg.training import train
+
+    cfg = load_config("nnunet_3d", ["train.report_to=null", "train.max_steps=1"],
+                      values={"data.dataset": "demo", "data.options": {}, "train.output_dir": str(tmp_path)})
+    with pytest.raises(ValueError, match="not a volume dataset"):
+        train(cfg)
