@@ -147,6 +147,8 @@ def build_splits(
     streaming: bool = False,
     expected_rows: Mapping[str, int] | None = None,
     description: str | None = None,
+    writer_batch_size: int | None = None,
+    unit: str = "items",
 ) -> datasets.DatasetDict | datasets.IterableDatasetDict:
     """One dataset per split from `generate(items=<list of that split's items>, **gen_kwargs)`.
 
@@ -157,6 +159,8 @@ def build_splits(
 
     The cache key covers the generator, its arguments, `CACHE_VERSION` and `source_stamp(items)` (sizes and times
     of the files the items name as `Path`s), so edited files are re-read. `description` goes to `info.description`.
+    `writer_batch_size`: rows per Arrow batch while writing (default: `datasets`'; small for whole volumes).
+    `unit` names the items in messages ("cases" for volumes).
     """
     from .. import __version__
     extra = dict(gen_kwargs or {})
@@ -178,6 +182,7 @@ def build_splits(
                 functools.partial(_keyed, generate), features=features, gen_kwargs={**kwargs, "cache_key": key},
                 cache_dir=cache_dir, split=datasets.Split(split),
                 num_proc=num_proc if num_proc and num_proc > 1 and len(items) > 1 else None,
+                **({"writer_batch_size": writer_batch_size} if writer_batch_size else {}),
             )
         except datasets.exceptions.DatasetGenerationError as err:
             cause = err.__cause__ or err.__context__
@@ -188,13 +193,13 @@ def build_splits(
             if "corresponds to no data" not in str(err):
                 raise
             raise DatasetFormatError(
-                f"{name}: every one of the {len(items)} {split} items was skipped or filtered out, so the {split} split is "
+                f"{name}: every one of the {len(items)} {split} {unit} was skipped or filtered out, so the {split} split is "
                 "empty. Load without skip_bad=True to see the first error, or loosen the filters."
             ) from None
         expected = (expected_rows or {}).get(split, len(items))
         if len(result[split]) < expected:
             warnings.warn(
-                f"{name}: skipped {expected - len(result[split])} of {expected} {split} items that could not be "
+                f"{name}: skipped {expected - len(result[split])} of {expected} {split} {unit} that could not be "
                 "read or did not match the layout (load without skip_bad=True to see the first error).",
                 stacklevel=3,
             )

@@ -20,8 +20,6 @@ Arrow in its stored types (uint8 label, float64 spacing and affine), in millisec
 
 from __future__ import annotations
 
-import functools
-import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -29,7 +27,7 @@ import datasets
 import numpy as np
 
 from ..io import MedicalImage
-from .common import CACHE_VERSION, DatasetFormatError, _keyed, source_stamp
+from .common import DatasetFormatError, build_splits
 from .features import classes_present
 
 # Rows per Arrow record batch: a few whole cases (a batch is held in memory before it is written, and one list
@@ -194,48 +192,6 @@ def build_volume_splits(
     same cache key (the generator, its arguments, `CACHE_VERSION`, the hfseg version and `source_stamp(items)`), the
     same errors, and a warning when items were skipped. Splits without items are left out.
     """
-    from .. import __version__
-    extra = dict(gen_kwargs or {})
-    for key, value in extra.items():
-        if isinstance(value, list):
-            raise TypeError(f"gen_kwargs[{key!r}] is a list, which datasets would shard; pass a tuple.")
-    result: dict[str, Any] = {}
-    for split, items in split_items.items():
-        if not items:
-            continue
-        kwargs = {"items": list(items), **extra}
-        if streaming:
-            result[split] = datasets.IterableDataset.from_generator(generate, features=features, gen_kwargs=kwargs,
-                                                                    split=datasets.Split(split))
-            continue
-        key = f"{name}|{__version__}|{CACHE_VERSION}|{source_stamp(items)}"
-        try:
-            result[split] = datasets.Dataset.from_generator(
-                functools.partial(_keyed, generate), features=features, gen_kwargs={**kwargs, "cache_key": key},
-                cache_dir=cache_dir, split=datasets.Split(split), writer_batch_size=WRITER_BATCH_SIZE,
-                num_proc=num_proc if num_proc and num_proc > 1 and len(items) > 1 else None,
-            )
-        except datasets.exceptions.DatasetGenerationError as err:
-            cause = err.__cause__ or err.__context__
-            if isinstance(cause, DatasetFormatError):
-                raise cause from None
-            raise
-        except ValueError as err:
-            if "corresponds to no data" not in str(err):
-                raise
-            raise DatasetFormatError(
-                f"{name}: every one of the {len(items)} {split} cases was skipped, so the {split} split is empty. "
-                "Load without skip_bad=True to see the first error."
-            ) from None
-        if len(result[split]) < len(items):
-            warnings.warn(
-                f"{name}: skipped {len(items) - len(result[split])} of {len(items)} {split} cases that could not be "
-                "read or did not match the layout (load without skip_bad=True to see the first error).",
-                stacklevel=3,
-            )
-    if not result:
-        raise DatasetFormatError(f"{name}: no cases found in any split.")
-    if description:
-        for dataset in result.values():
-            dataset.info.description = description
-    return datasets.IterableDatasetDict(result) if streaming else datasets.DatasetDict(result)
+    return build_splits(name, generate, split_items, features, gen_kwargs=gen_kwargs, cache_dir=cache_dir,
+                        num_proc=num_proc, streaming=streaming, description=description,
+                        writer_batch_size=WRITER_BATCH_SIZE, unit="cases")
