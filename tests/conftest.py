@@ -5,6 +5,9 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# The recipe's default precision (`auto`) follows the CPU; the tests run in fp32 on every machine so that their
+# numbers do not depend on the runner (tests/training/test_precision.py covers `auto`, clearing this variable).
+os.environ.setdefault("HFSEG_MIXED_PRECISION", "no")
 
 import pytest
 import torch

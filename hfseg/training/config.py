@@ -33,7 +33,7 @@ DEFAULT_LOSS = {"segmentation": "dice_ce", "classification": "ce"}
 DEFAULT_METRIC = {"segmentation": "mean_foreground_dice", "classification": "accuracy"}
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "exponential", "step", "multistep", "cosine", "polynomial")
-PRECISIONS = ("no", "fp16", "bf16")
+PRECISIONS = ("no", "fp16", "bf16", "auto")  # auto: bf16 where the hardware has it, see training/precision.py
 # The study configs shipped with the package (`--config demo`, `--config chaos_attention_unet`).
 CONFIGS_DIR = Path(__file__).parent / "configs"
 
@@ -75,6 +75,10 @@ class DataSection:
     # patches centred on a foreground voxel (nnU-Net's 1/3).
     samples_per_epoch: int | None = None
     foreground_fraction: float = 0.33
+    # Read the training split lazily (the loader's `streaming=True`), sharded across processes: an epoch is then
+    # `samples_per_epoch` rows (or the whole run, `train.max_steps`); see `hfseg.training.data.StreamLoader`.
+    streaming: bool = False
+    shuffle_buffer: int = 1000  # streaming: rows held to shuffle from
 
 
 @dataclass
@@ -125,7 +129,7 @@ class TrainSection:
     eval_batch_size: int | None = None
     gradient_accumulation_steps: int = 1
     max_grad_norm: float | None = 1.0
-    mixed_precision: str = "no"
+    mixed_precision: str = "auto"  # no (fp32), fp16, bf16, or auto: bf16 on hardware with native bf16
     seed: int = 0
     ema_decay: float | None = None  # e.g. 0.999: evaluate and save an exponential moving average of the weights
     # Validation metric for the best checkpoint and early stopping (higher is better); None: the task's default,

@@ -10,6 +10,10 @@ The run ends at `train.max_steps` optimizer steps when set (then `train.epochs` 
 `stopped_by` says which (`"max_steps"`, `"epochs"`, `"early_stopping"`). The last, possibly partial, epoch is
 evaluated and checkpointed too. On CPU the torch threads are chosen by `hfseg.threads.configure_threads`.
 
+Many processes (`accelerate launch --num_processes N`, on one machine or several): each trains on its share of every
+epoch, the parameters take their gradients' memory layout before DDP wraps the model (`align_parameter_layouts`),
+and a streaming training split (`data.streaming`) is read shard by shard, each process its own (`StreamLoader`).
+
 What depends on `task` (the model family, the loss, the metrics and the per-epoch pictures) sits in a task object
 (`tasks.py`); the loop is the same for both.
 """
@@ -17,14 +21,18 @@ What depends on `task` (the model family, the loss, the metrics and the per-epoc
 from __future__ import annotations
 
 import importlib.util
+import itertools
+import json
 import math
 import os
+import random
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
@@ -35,8 +43,9 @@ from tqdm.auto import tqdm
 from ..metrics import ClassificationMetrics, SegmentationMetrics
 from ..threads import ThreadChoice, configure_threads
 from .config import RecipeConfig
-from .data import build_dataloaders, load_recipe_data
+from .data import SAMPLE_LOG_ENV, StreamLoader, build_dataloaders, load_recipe_data
 from .optim import build_optimizer, build_scheduler
+from .precision import resolve_mixed_precision
 from ..evaluation.report import write_json
 from .report import plot_curves, write_gif, write_history
 from .tasks import make_task
@@ -103,7 +112,7 @@ class Trainer:
             # Without a GPU, `cpu=True` lets `accelerate launch --num_processes N` run data-parallel over gloo
             # (accelerate only picks its multi-CPU mode when told the run is on CPU).
             cpu=not torch.cuda.is_available(),
-            mixed_precision=t.mixed_precision,
+            mixed_precision=resolve_mixed_precision(t.mixed_precision, "cuda" if torch.cuda.is_available() else "cpu"),
             gradient_accumulation_steps=t.gradient_accumulation_steps,
             log_with=self.report_to,
             project_config=ProjectConfiguration(project_dir=str(self.output_dir),
@@ -113,26 +122,39 @@ class Trainer:
         )
         set_seed(t.seed)
         volumes = is_volume_run(cfg)
+        if volumes and cfg.data.streaming:
+            raise ValueError("data.streaming does not apply to volume runs (a plan section), which hold the "
+                             "planned cases in memory; set data.streaming=false.")
         with self.accelerator.main_process_first():  # the dataset cache is built once
             self.data = load_volume_data(cfg, self.is_main) if volumes else load_recipe_data(cfg)
         if volumes:
             self.train_loader, self.eval_loader = build_volume_dataloaders(cfg, self.data)
             self.task = VolumeSegmentationTask(cfg, self.data.id2label, self.data.plan)
         else:
-            self.train_loader, self.eval_loader = build_dataloaders(cfg, self.data)
+            acc = self.accelerator
+            self.train_loader, self.eval_loader = build_dataloaders(cfg, self.data, acc.process_index,
+                                                                    acc.num_processes, acc.device)
             self.task = make_task(cfg, self.data.id2label)
         self.model = model if model is not None else self.task.build_model(self.data)
         if cfg.model.channels_last:  # channels_last_3d for a 3D network (5-D weights)
             volumetric = any(p.dim() == 5 for p in self.model.parameters())
             self.model = self.model.to(memory_format=torch.channels_last_3d if volumetric else torch.channels_last)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optim)
-        batches = math.ceil(len(self.train_loader.dataset) / (t.batch_size * self.accelerator.num_processes))
+        if self.accelerator.num_processes > 1:
+            self.model.to(self.accelerator.device)
+            self.align_parameter_layouts()
+        streaming = isinstance(self.train_loader, StreamLoader)
+        batches = len(self.train_loader) if streaming else math.ceil(
+            len(self.train_loader.dataset) / (t.batch_size * self.accelerator.num_processes))
         self.steps_per_epoch = max(math.ceil(batches / t.gradient_accumulation_steps), 1)
         # max_steps, when set, is the run's length whatever epochs says (as in transformers' Trainer).
         self.total_steps = t.max_steps or t.epochs * self.steps_per_epoch
         self.scheduler = build_scheduler(self.optimizer, cfg.scheduler, self.steps_per_epoch, self.total_steps)
-        self.model, self.optimizer, self.train_loader = self.accelerator.prepare(
-            self.model, self.optimizer, self.train_loader)
+        if streaming:  # already this process's shards, on its device
+            self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
+        else:
+            self.model, self.optimizer, self.train_loader = self.accelerator.prepare(
+                self.model, self.optimizer, self.train_loader)
         if self.eval_loader is not None:
             self.eval_loader = self.accelerator.prepare(self.eval_loader)
         if cfg.model.compile:
@@ -163,6 +185,42 @@ class Trainer:
     def _metrics(self) -> SegmentationMetrics | ClassificationMetrics:
         return self.task.metrics()
 
+    def align_parameter_layouts(self) -> int:
+        """Give every parameter the memory layout (strides) of its gradient, before DDP builds its gradient buckets
+        from the parameters' layouts; returns the number of parameters changed.
+
+        A convolution's weight gradient takes the layout the convolution runs in (channels-last inside hfseg's
+        U-Nets on the CPU, with `model.channels_last`, in bf16 autocast), and a weight with a size-1 dimension
+        ([16, 1, 3, 3], [4, 4, 1, 1]) fits either layout, so its strides can differ from its gradient's. DDP compares
+        strides exactly: it warns "Grad strides do not match bucket view strides" and copies such gradients into
+        its buckets by strides every step. One forward and backward pass on two training items shows each
+        gradient's strides; the random state, the buffers (batch-norm statistics) and the gradients are restored.
+        """
+        model = self.model
+        buffers = [buffer.detach().clone() for buffer in model.buffers()]
+        states = random.getstate(), np.random.get_state()
+        devices = [self.accelerator.device] if self.accelerator.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            batch = {key: value.to(self.accelerator.device) for key, value in _sample_batch(self.train_loader).items()}
+            model.train()
+            with self.accelerator.autocast():
+                out = model(pixel_values=self._inputs(batch))
+            _, loss = self.task.training_loss(out, batch["labels"])
+            loss.backward()
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        changed = 0
+        with torch.no_grad():
+            for buffer, saved in zip(model.buffers(), buffers):
+                buffer.copy_(saved)
+            for parameter in model.parameters():
+                grad, parameter.grad = parameter.grad, None
+                if grad is not None and grad.stride() != parameter.stride():
+                    parameter.data = torch.empty_strided(parameter.shape, grad.stride(), dtype=parameter.dtype,
+                                                         device=parameter.device).copy_(parameter.data)
+                    changed += 1
+        return changed
+
     def sync_buffers(self) -> None:
         """Copy process 0's buffers (batch-norm running statistics) to every process.
 
@@ -180,7 +238,8 @@ class Trainer:
         folder = self.output_dir / "checkpoints" / f"step_{self.state.step:07d}"
         self.accelerator.save_state(str(folder))
         limit = self.cfg.train.checkpoints_total_limit
-        if self.is_main and limit:
+        # Every node's first process prunes: without a shared filesystem each node keeps its own random states.
+        if self.accelerator.is_local_main_process and limit:
             for old in _checkpoint_dirs(self.output_dir)[:-limit]:
                 shutil.rmtree(old, ignore_errors=True)
         self.accelerator.wait_for_everyone()
@@ -304,6 +363,7 @@ class Trainer:
                   f"{self.steps_per_epoch} steps per epoch, {length}.")
         if not len(self.train_loader):  # max_steps would never be reached
             raise ValueError(f"The training split gives no batch ({self.data.describe_train()}).")
+        sample_log = _open_sample_log(acc.process_index)
         start = time.perf_counter()
         bar = tqdm(total=self.total_steps, initial=self.state.step, desc="train", disable=not self.is_main)
         stopped_by = self._limit_reached()
@@ -312,10 +372,12 @@ class Trainer:
             epoch = self.state.epoch
             epoch_start = time.perf_counter()
             self.train_loader.set_epoch(epoch)
-            if hasattr(self.train_loader.dataset, "set_epoch"):  # patches drawn as a function of the epoch
+            if hasattr(getattr(self.train_loader, "dataset", None), "set_epoch"):  # patches drawn per epoch
                 self.train_loader.dataset.set_epoch(epoch)
             loader = self.train_loader
-            if self.state.batch_in_epoch:
+            if self.state.batch_in_epoch and isinstance(loader, StreamLoader):
+                loader = loader.skip_first_batches(self.state.batch_in_epoch)
+            elif self.state.batch_in_epoch:
                 loader = acc.skip_first_batches(self.train_loader, self.state.batch_in_epoch)
             self.model.train()
             running, seen = 0.0, 0
@@ -331,6 +393,8 @@ class Trainer:
                     self.optimizer.step()
                     self.optimizer.zero_grad()
                 self.state.batch_in_epoch += 1
+                if sample_log is not None:
+                    sample_log.write(json.dumps({"epoch": epoch, "ids": batch["sample_id"].tolist()}) + "\n")
                 running += loss.item()
                 seen += 1
                 train_metrics.update(self.task.scores(logits.detach()), batch["labels"])
@@ -366,6 +430,8 @@ class Trainer:
             if stopped_by == "early_stopping":
                 acc.print(f"Early stopping: no {t.metric} improvement for {t.early_stopping_patience} epochs.")
         bar.close()
+        if sample_log is not None:
+            sample_log.close()
         return self._finish(result, time.perf_counter() - start, stopped_by)
 
     def _limit_reached(self) -> str | None:
@@ -402,6 +468,26 @@ class Trainer:
             f"Trained {self.cfg.model.name} on {self.cfg.data.dataset}: {epochs:g} epochs, "
             f"{self.state.step} steps in {seconds:.0f} s (stopped by {reason}); {best}; model saved to {where}")
         return summary
+
+
+def _sample_batch(loader: torch.utils.data.DataLoader | StreamLoader) -> dict[str, torch.Tensor]:
+    """The first two items of the training data, collated (for `Trainer.align_parameter_layouts`)."""
+    source = loader.loader if isinstance(loader, StreamLoader) else loader
+    dataset = source.dataset
+    if isinstance(dataset, torch.utils.data.IterableDataset):
+        items = list(itertools.islice(dataset, 2))
+    else:
+        items = [dataset[i] for i in range(min(2, len(dataset)))]
+    return source.collate_fn(items)
+
+
+def _open_sample_log(rank: int) -> IO[str] | None:
+    """`$HFSEG_SAMPLE_LOG/rank_<rank>.jsonl`, appended one line per batch: `{"epoch": e, "ids": [sample ids]}`."""
+    folder = os.environ.get(SAMPLE_LOG_ENV)
+    if not folder:
+        return None
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return open(Path(folder) / f"rank_{rank}.jsonl", "a", buffering=1)
 
 
 def _tracker(report_to: str | None) -> tuple[str | None, str | None]:
