@@ -3,7 +3,7 @@
 Automatic target layers (`default_target_layers`), the first rule that matches the model:
 
 - **hfseg U-Net** (`UNetForSemanticSegmentation`, 2-D or 3-D): `unet.decoder.blocks.<last>`, the finest decoder
-  block, i.e. the full-resolution features right before the 1x1 head. The block returns `(features, gate map)`; its
+  block, i.e. the full-resolution features right before the head. The block returns `(features, gate map)`; its
   features are used (see `tap_layers`).
 - **Segformer**: `decode_head.linear_fuse`, the 1x1 conv fusing the four upsampled MLP projections (1/4 of the
   input), a plain conv map: no reshape needed.

@@ -30,8 +30,10 @@ UNET_PRESETS: dict[str, dict[str, Any]] = {
     # The cancer study's channel attention: GCT (Gated Channel Transformation) and SRM (Style-based Recalibration).
     "gct-unet": dict(base_channels=64, depth=4, norm="batchnorm", channel_attention="gct"),
     "srm-unet": dict(base_channels=64, depth=4, norm="batchnorm", channel_attention="srm"),
-    # Transfer-learning U-Net: a U-Net decoder on a timm encoder (any timm name via `encoder=`).
-    "timm-unet": dict(encoder="resnet34", norm="batchnorm"),
+    # Transfer-learning U-Net: a U-Net decoder on a timm encoder (any timm name via `encoder=`), shaped and
+    # initialised as segmentation_models_pytorch's Unet: nearest upsampling, a 3x3 head, fan-in init.
+    "timm-unet": dict(encoder="resnet34", norm="batchnorm", upsample="nearest", head_kernel_size=3,
+                      weight_init="fan_in"),
 }
 
 

@@ -14,6 +14,9 @@ from torch import nn
 
 from .blocks_unet import InvertedBottleneck, UNetConv, UNetStage, layer
 
+# Attribute set on every module of a timm backbone: `weight_init="fan_in"` initialises them as timm does.
+TIMM_MODULE = "_hfseg_timm_module"
+
 
 class UNetConvEncoder(nn.Module):
     """Conv stages (`stages[i]`), each but the first preceded by a max pooling of kernel = stride =
@@ -85,6 +88,8 @@ class UNetTimmEncoder(nn.Module):
             self.backbone = timm.create_model(name, **kwargs)
         except (RuntimeError, TypeError, AssertionError) as err:
             raise ValueError(f"timm model {name!r} cannot be used as a U-Net encoder ({err}).") from err
+        for module in self.backbone.modules():
+            setattr(module, TIMM_MODULE, True)
         self.channels = list(self.backbone.feature_info.channels())
         self.reductions = list(self.backbone.feature_info.reduction())
         self.level_strides = [(r, r) for r in self.reductions]

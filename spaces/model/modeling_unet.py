@@ -1,6 +1,6 @@
 """The hfseg U-Net family as transformers models.
 
-`UNetModel` (encoder + decoder, the AutoModel) and `UNetForSemanticSegmentation` (plus a 1x1 head and the loss).
+`UNetModel` (encoder + decoder, the AutoModel) and `UNetForSemanticSegmentation` (plus a head and the loss).
 Every variant is a switch of [`UNetConfig`], on images (`spatial_dims=2`) or volumes (`spatial_dims=3`); module
 names are flat and stable for GradCAM targets: `unet.encoder.stages[i]` (or `unet.encoder.backbone` for timm),
 `unet.decoder.blocks[i]`, `unet.decoder.blocks[i].gate`, `head` (and `deep_supervision_heads[j]` with deep
@@ -35,7 +35,7 @@ from .blocks_unet import (
     recompute,
 )
 from .configuration_unet import UNetConfig
-from .encoder_unet import build_encoder
+from .encoder_unet import TIMM_MODULE, build_encoder
 from .loss_unet import deep_supervision_loss, segmentation_loss
 
 
@@ -100,7 +100,9 @@ class UNetDecoderBlock(nn.Module):
     stage with `kernel_size` (`config.kernel_size` by default).
 
     The upsampling is a transposed convolution of kernel = stride = `scale` (`upsample="transpose"`; on a timm
-    encoder only where `scale` is 2), or linear interpolation in the model's dims then a 1x1 convolution.
+    encoder only where `scale` is 2), linear interpolation in the model's dims then a 1x1 convolution, or
+    (`upsample="nearest"`) nearest-neighbour interpolation that keeps the `in_channels` (then a 1x1 convolution only
+    where an added skip needs `out_channels`).
 
     Without autograd (`torch.no_grad` / `inference_mode`) a concatenating block writes the gated skip straight into
     the concatenation and frees each intermediate early (`lean_inference = False` turns that off); in training it
@@ -117,22 +119,28 @@ class UNetDecoderBlock(nn.Module):
         dims = config.spatial_dims
         scale = per_axis(scale, dims)
         factor = scale[0] if len(set(scale)) == 1 else scale  # one int when isotropic, as in 2-D
+        up_channels = out_channels
         if config.upsample == "transpose" and (config.encoder == "conv" or all(s == 2 for s in scale)):
             self.up: nn.Module = layer("transpose", dims)(in_channels, out_channels, factor, stride=factor)
         else:
+            mode = "nearest" if config.upsample == "nearest" else LINEAR_MODES[dims]
             upsample = nn.Upsample(scale_factor=factor if isinstance(factor, int) else tuple(map(float, factor)),
-                                   mode=LINEAR_MODES[dims])
+                                   mode=mode)
             layers: list[nn.Module] = [upsample] if max(scale) > 1 else []
-            self.up = nn.Sequential(*layers, layer("conv", dims)(in_channels, out_channels, 1))
+            if config.upsample == "nearest" and config.skip == "concat":
+                up_channels = in_channels
+            else:
+                layers.append(layer("conv", dims)(in_channels, out_channels, 1))
+            self.up = nn.Sequential(*layers)
         self.gate = None
         if skip_channels and config.attention == "gate":
-            self.gate = AttentionGate(out_channels, skip_channels, max(skip_channels // 2, 1), config.norm, dims)
+            self.gate = AttentionGate(up_channels, skip_channels, max(skip_channels // 2, 1), config.norm, dims)
         self.skip_proj = None
         if skip_channels and config.skip == "add" and skip_channels != out_channels:
             self.skip_proj = UNetConv(skip_channels, out_channels, 1, "standard", config.norm, config.activation,
                                       dims)
         concat = skip_channels and config.skip == "concat"
-        stage_in = out_channels + skip_channels if concat else out_channels
+        stage_in = up_channels + skip_channels if concat else up_channels
         self.stage = UNetStage(stage_in, out_channels, config.convs_per_block, config, kernel_size)
         self.skip_mode = config.skip
 
@@ -254,7 +262,7 @@ class UNetDecoder(nn.Module):
 
 
 class UNetPreTrainedModel(PreTrainedModel):
-    """Weight initialisation and the transformers plumbing shared by the U-Net models."""
+    """Weight initialisation (`config.weight_init`) and the transformers plumbing shared by the U-Net models."""
 
     config_class = UNetConfig
     config: UNetConfig
@@ -262,10 +270,24 @@ class UNetPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image",)
 
+    def initialize_weights(self) -> None:
+        """transformers' `initialize_weights` (`_init_weights` on each module not loaded), then, with
+        `weight_init="fan_in"`, timm's zero init of the last norm of each residual block of a timm encoder: a step of
+        the block, which `_init_weights` (called only on modules holding parameters) cannot take."""
+        super().initialize_weights()
+        if self.config.weight_init == "fan_in":
+            with torch.no_grad(), init.guard_torch_init_functions():  # loaded weights stay as they are
+                for module in self.modules():
+                    if getattr(module, TIMM_MODULE, False) and hasattr(module, "zero_init_last"):
+                        module.zero_init_last()
+
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
-            init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if self.config.weight_init == "fan_in" and not getattr(module, TIMM_MODULE, False):
+                init.kaiming_uniform_(module.weight, mode="fan_in", nonlinearity="relu")
+            else:
+                init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             if module.bias is not None:
                 init.zeros_(module.bias)
         elif isinstance(module, nn.Linear):
@@ -382,7 +404,8 @@ class UNetModel(UNetPreTrainedModel):
 
 
 class UNetForSemanticSegmentation(UNetPreTrainedModel):
-    """U-Net with a 1x1 classification head; with `labels`, `forward` also returns the configured loss.
+    """U-Net with a classification head (a 1x1 convolution, or `config.head_kernel_size`); with `labels`, `forward`
+    also returns the configured loss.
 
     With `config.deep_supervision`, `deep_supervision_heads[j]` is a 1x1 head on decoder block `j`'s output (every
     block but the last, whose output is the `head`'s input): they run in training mode only.
@@ -394,13 +417,25 @@ class UNetForSemanticSegmentation(UNetPreTrainedModel):
         self.unet = UNetModel(config)
         self.dropout = layer("dropout", dims)(config.dropout) if config.dropout > 0 else nn.Identity()
         conv = layer("conv", dims)
-        self.head = conv(self.unet.decoder.out_channels, config.num_labels, 1)
+        k = config.head_kernel_size
+        self.head = conv(self.unet.decoder.out_channels, config.num_labels, k, padding=k // 2)
         self.deep_supervision_heads = None
         if config.deep_supervision:
             self.deep_supervision_heads = nn.ModuleList(
                 conv(channels, config.num_labels, 1) for channels in self.unet.decoder.block_channels[:-1]
             )
         self.post_init()
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """The heads: xavier-uniform with `weight_init="fan_in"`, else as every convolution."""
+        heads = [getattr(self, "head", None), *(getattr(self, "deep_supervision_heads", None) or ())]
+        if self.config.weight_init == "fan_in" and any(module is head for head in heads):
+            init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        else:
+            super()._init_weights(module)
 
     def forward(
         self,

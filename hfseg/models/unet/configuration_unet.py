@@ -30,7 +30,8 @@ ATTENTIONS = ("none", "gate")
 CHANNEL_ATTENTIONS = ("none", "gct", "srm")
 SKIPS = ("concat", "add")
 BOTTLENECKS = ("double_conv", "inverted")
-UPSAMPLES = ("transpose", "bilinear")
+UPSAMPLES = ("transpose", "bilinear", "nearest")
+WEIGHT_INITS = ("fan_out", "fan_in")
 LOSSES = ("ce", "dice", "dice_ce", "focal")
 
 
@@ -178,8 +179,20 @@ class UNetConfig(PretrainedConfig):
         bottleneck_expansion (`int`, *optional*, defaults to 4):
             Expansion factor of the inverted bottleneck.
         upsample (`str`, *optional*, defaults to `"transpose"`):
-            `"transpose"` (a transposed convolution of kernel = stride = the level's stride, 2x2 by default) or
-            `"bilinear"` (linear upsampling in the model's dims, trilinear for volumes, then a 1x1 conv).
+            `"transpose"` (a transposed convolution of kernel = stride = the level's stride, 2x2 by default),
+            `"bilinear"` (linear upsampling in the model's dims, trilinear for volumes, then a 1x1 conv) or
+            `"nearest"` (nearest-neighbour upsampling without parameters, as segmentation_models_pytorch's U-Net: the
+            block's first convolution then reads the upsampled map at its own width next to the skip; with
+            `skip="add"` a 1x1 conv brings it to the block's width).
+        head_kernel_size (`int`, *optional*, defaults to 1):
+            Odd kernel of the classification head's convolution (3: segmentation_models_pytorch's head). The deep
+            supervision heads stay 1x1.
+        weight_init (`str`, *optional*, defaults to `"fan_out"`):
+            Weight initialisation of a new (not loaded) model. `"fan_out"`: every convolution, a timm encoder's
+            included, kaiming-normal with fan-out scaling, every norm at weight 1 and bias 0. `"fan_in"`: the
+            decoder's convolutions kaiming-uniform with fan-in scaling and the heads xavier-uniform (as
+            segmentation_models_pytorch), the built-in conv encoder as the decoder; a timm encoder as with
+            `"fan_out"`, except that the last norm of each residual block starts at weight 0 (timm's ResNet init).
         dropout (`float`, *optional*, defaults to 0.0):
             Dropout probability before the head (channel dropout: `Dropout2d`, or `Dropout3d` for volumes).
         encoder (`str`, *optional*, defaults to `"conv"`):
@@ -235,6 +248,8 @@ class UNetConfig(PretrainedConfig):
         bottleneck: str = "double_conv",
         bottleneck_expansion: int = 4,
         upsample: str = "transpose",
+        head_kernel_size: int = 1,
+        weight_init: str = "fan_out",
         dropout: float = 0.0,
         encoder: str = "conv",
         encoder_out_indices: Sequence[int] | None = None,
@@ -299,11 +314,15 @@ class UNetConfig(PretrainedConfig):
             ("skip", skip, SKIPS),
             ("bottleneck", bottleneck, BOTTLENECKS),
             ("upsample", upsample, UPSAMPLES),
+            ("weight_init", weight_init, WEIGHT_INITS),
             ("loss", loss, LOSSES),
         ):
             _check_choice(field, value, allowed)
         if not isinstance(encoder, str) or not encoder:
             raise ValueError(f"encoder must be 'conv' or a timm model name, got {encoder!r}.")
+        if (isinstance(head_kernel_size, bool) or not isinstance(head_kernel_size, Integral) or head_kernel_size < 1
+                or head_kernel_size % 2 == 0):
+            raise ValueError(f"head_kernel_size must be a positive odd int (1 or 3), got {head_kernel_size!r}.")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
 
@@ -325,6 +344,8 @@ class UNetConfig(PretrainedConfig):
         self.bottleneck = bottleneck
         self.bottleneck_expansion = int(bottleneck_expansion)
         self.upsample = upsample
+        self.head_kernel_size = int(head_kernel_size)
+        self.weight_init = weight_init
         self.dropout = float(dropout)
         self.encoder = encoder
         self.encoder_out_indices = list(encoder_out_indices) if encoder_out_indices is not None else None
