@@ -17,7 +17,8 @@ speed-ups above 1 and memory ratios below 1 favour the model. Results go to `ben
 and a Markdown table next to it.
 
 hfseg U-Nets run at MONAI-equal widths (`base_channels=16`: 16-32-64-128-256), `improved-unet` as its preset (the
-same widths), `timm-unet` on a random-init resnet18, Segformer-b0 from scratch.
+same widths), `timm-unet` on a random-init resnet18, Segformer-b0 from scratch. `hfseg-attention-unet-1conv` is the
+Attention U-Net with one convolution per decoder level (`convs_per_block=1`), MONAI `AttentionUnet`'s decoder depth.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ from .peers import PEERS, build_peer, peer_available
 HFSEG_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "hfseg-unet": ("unet", {"base_channels": 16}),
     "hfseg-attention-unet": ("attention-unet", {"base_channels": 16}),
+    # One 3x3 convolution per decoder level, as MONAI's merge convolution (MONAI also upsamples by a 3x3 transposed
+    # convolution with norm and ReLU where hfseg's is 2x2, without them): the same encoder, 9.9 GFLOPs.
+    "hfseg-attention-unet-1conv": ("attention-unet", {"base_channels": 16, "convs_per_block": 1}),
     "hfseg-improved-unet": ("improved-unet", {}),
     "hfseg-timm-unet-resnet18": ("timm-unet", {"encoder": "resnet18"}),
     "hfseg-segformer-b0": ("segformer-b0", {}),

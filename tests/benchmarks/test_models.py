@@ -79,3 +79,13 @@ def test_bf16_flag_forms():
     assert hfseg_only.tag == "cpu-bf16hfseg-cl"
     assert models._probe_args("-x", hfseg_only)[:3] == ["--probe=-x", "--device", "cpu"]
     assert "--bf16" in models._probe_args("hfseg-unet", hfseg_only)
+
+
+def test_one_conv_row_has_one_convolution_per_decoder_level():
+    two, one = models.build_model("hfseg-attention-unet"), models.build_model("hfseg-attention-unet-1conv")
+    assert [len(b.stage.convs) for b in one.unet.decoder.blocks] == [1, 1, 1, 1]
+    assert [len(b.stage.convs) for b in two.unet.decoder.blocks] == [2, 2, 2, 2]
+    x = torch.randn(1, 1, 32, 32)
+    # The four decoder convolutions it leaves out: C -> C 3x3 at each level (C = 128, 64, 32, 16 at 4, 8, 16, 32 px).
+    dropped = sum(2 * (32 // 2**i) ** 2 * c * c * 9 for i, c in enumerate((16, 32, 64, 128))) / 1e9
+    assert common.forward_gflops(two, x) - common.forward_gflops(one, x) == pytest.approx(dropped, rel=1e-6)
