@@ -21,7 +21,8 @@ except ModuleNotFoundError:  # Python 3.10
 
 ROOT = Path(__file__).resolve().parents[1]
 # import name -> distribution name, where they differ
-DISTRIBUTION = {"PIL": "pillow", "yaml": "pyyaml", "huggingface_hub": "huggingface-hub", "pytorch_grad_cam": "grad-cam"}
+DISTRIBUTION = {"PIL": "pillow", "yaml": "pyyaml", "huggingface_hub": "huggingface-hub", "pytorch_grad_cam": "grad-cam",
+                "skimage": "scikit-image"}
 # Modules of the optional extras: importing the library's core must not need them.
 OPTIONAL = ("gradio", "tensorboard", "h5py", "highdicom", "pylibjpeg", "openjpeg", "libjpeg", "jpeg_ls")
 

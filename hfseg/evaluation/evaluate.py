@@ -6,9 +6,9 @@ predicts each batch with `predict_logits_batch` (images of one size run together
 the metrics equal those of `predict_logits` image by image; a sliding window tiles each image on its own, with
 optional flip TTA), and accumulates `SegmentationMetrics` against the full-resolution labels: pooled and per-image
 overlap metrics, per-image surface distances (`surface=True`, in mm when the dataset has a `pixel_spacing` column)
-and instance metrics (`instance=True`). `regions="brats"` adds the BraTS regions WT/TC/ET (or any
-`{name: class ids}`) as binary tasks. A classification dataset (its `label` a `ClassLabel`) is scored with
-`ClassificationMetrics`.
+and instance metrics (`instances="connected"` or `"watershed"`, see below). `regions="brats"` adds the BraTS
+regions WT/TC/ET (or any `{name: class ids}`) as binary tasks. A classification dataset (its `label` a
+`ClassLabel`) is scored with `ClassificationMetrics`.
 
 **Per case.** When the split has a `case_id` column (demo, BraTS, CHAOS, UW-Madison), the slices of each case are
 also stacked into one volume, wherever they sit in the split (in `slice_index` / `slice` order when the dataset has
@@ -19,6 +19,15 @@ thickness is a `slice_thickness` column's, or the first value of a 3-value `spac
 `cases` says which were used. ⚠ `case_id` is the unit as the loader wrote it: `uw-madison-gi` groups a patient's
 scan days by default (`group_by="case_day"` gives one scan per case). A case's slices are kept in memory until its
 last slice is predicted, so a split whose cases are scattered holds more at once.
+
+**Instances.** `instances="connected"` (what `instance=True` means) scores PQ and AJI of each class's connected
+components, as before, and `instances="watershed"` separates touching objects in the predicted probabilities first
+(`watershed_instances` of `hfseg.models.unet.image_processing_unet`: seeded by a boundary model's interior, or by the
+foreground's distance maxima for a semantic model). Either way the result's `instances` entry holds object-level
+PQ/SQ/RQ/AJI (all foreground classes as one, pooled and per image, with match counts) against the split's true
+instance maps where it has an `instances` column (`image-mask-folder` with `instance_masks=True`), else against the
+connected components of the label's foreground; and `regions["foreground"]` the Dice of the foreground (every
+non-background class as one: interior and boundary of a boundary model, the nucleus papers report).
 
 `evaluate_models([...])` loads the data once and evaluates several models on the same items; `case_table(results)`
 is their per-case scores as table rows (one per model and case).
@@ -51,11 +60,16 @@ from ..inference import (
     resolve_model_path,
 )
 from ..metrics import ClassificationMetrics, SegmentationMetrics
+from ..metrics.instance import InstanceMetrics, connected_instances
 from ..models.outputs import predict
+from ..models.unet.image_processing_unet import _foreground_probabilities, resolve_instance_classes, watershed_instances
 from .cases import CASE_COLUMN, CaseMetrics, region_masks
 from .volumes import evaluate_volumes, is_volume_dataset
 
 REGIONS: dict[str, dict[str, tuple[int, ...]]] = {"brats": dict(BRATS_REGIONS)}
+INSTANCE_METHODS = ("connected", "watershed")
+INSTANCE_COLUMN = "instances"
+FOREGROUND_REGION = "foreground"
 
 
 def load_split(
@@ -120,10 +134,13 @@ def _format(image: Any) -> str | None:
 
 class _Items(torch.utils.data.Dataset):
     """The split's items as evaluation reads them: `index`, `image` (PIL or array), `label` (an int64 array, or the
-    class id of a classification item) and `pixel_spacing` when asked for; decoded in the DataLoader's workers."""
+    class id of a classification item), and `pixel_spacing` / `instances` (an instance map) when asked for; decoded
+    in the DataLoader's workers."""
 
-    def __init__(self, data: datasets.Dataset, classification: bool, spacing_column: bool):
-        columns = ["image", "label"] + (["pixel_spacing"] if spacing_column else [])
+    def __init__(self, data: datasets.Dataset, classification: bool, spacing_column: bool,
+                 instance_column: bool = False):
+        columns = ["image", "label"] + (["pixel_spacing"] if spacing_column else []) \
+            + ([INSTANCE_COLUMN] if instance_column else [])
         self.data, self.classification = data.select_columns(columns), classification
 
     def __len__(self) -> int:
@@ -135,6 +152,8 @@ class _Items(torch.utils.data.Dataset):
         out = {"index": int(index), "image": _image(item["image"]), "label": label}
         if "pixel_spacing" in item:
             out["pixel_spacing"] = item["pixel_spacing"]
+        if INSTANCE_COLUMN in item:
+            out[INSTANCE_COLUMN] = np.asarray(item[INSTANCE_COLUMN]).astype(np.int64)
         return out
 
 
@@ -143,11 +162,12 @@ def _as_list(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _batches(data: datasets.Dataset, classification: bool, batch_size: int, num_workers: int, name: str,
-             spacing_column: bool = False) -> Iterator[list[dict[str, Any]]]:
+             spacing_column: bool = False, instance_column: bool = False) -> Iterator[list[dict[str, Any]]]:
     """Lists of `batch_size` items in split order, read by a DataLoader, with a progress bar over the items."""
     if batch_size < 1 or num_workers < 0:
         raise ValueError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size} and {num_workers}.")
-    loader = torch.utils.data.DataLoader(_Items(data, classification, spacing_column), batch_size=batch_size,
+    loader = torch.utils.data.DataLoader(_Items(data, classification, spacing_column, instance_column),
+                                         batch_size=batch_size,
                                          shuffle=False, num_workers=num_workers, collate_fn=_as_list)
     with tqdm(total=len(data), desc=f"evaluate {name}", leave=False, disable=None) as bar:
         for batch in loader:
@@ -197,6 +217,8 @@ def evaluate_model(
     overlap: float = 0.5,
     surface: bool = True,
     instance: bool = False,
+    instances: str | None = None,
+    instance_options: Mapping[str, Any] | None = None,
     spacing: Sequence[float] | None = None,
     regions: str | Mapping[str, Sequence[int]] | None = None,
     max_samples: int | None = None,
@@ -225,7 +247,12 @@ def evaluate_model(
         num_workers (`int`, *optional*, defaults to 0): DataLoader worker processes decoding the items (0: in this
             process).
         surface (`bool`, *optional*, defaults to `True`): HD, HD95 and ASSD per image (`image_mean_hd95`, ...).
-        instance (`bool`, *optional*, defaults to `False`): PQ and AJI of each class's connected components.
+        instance (`bool`, *optional*, defaults to `False`): PQ and AJI of each class's connected components (the
+            same as `instances="connected"`).
+        instances (`str`, *optional*): `"connected"` or `"watershed"`: also object-level PQ and AJI (the result's
+            `instances`) and the foreground Dice (`regions["foreground"]`); see the module docstring.
+        instance_options (`dict`, *optional*): keyword arguments of `watershed_instances` (`threshold`,
+            `seed_threshold`, `min_size`, `min_seed_size`, `seed_erosion`, `split_depth`) for `"watershed"`.
         spacing (`(row, col)` mm, *optional*): pixel size for every item; by default each item's `pixel_spacing`
             column when the dataset has one (uw-madison-gi), else 1 (distances in pixels).
         per_case (`bool`, *optional*, defaults to `True`): with a `case_id` column, also score each case's stacked
@@ -259,6 +286,7 @@ def evaluate_model(
             given classification data (or the other way round).
     """
     start = time.perf_counter()
+    instances = _instance_method(instance, instances)
     net, processor, default_name = _load(model, device)  # first: a wrong path fails before the data loads
     data = load_split(dataset, split, data_dir, data_options, max_samples)
     data_label = dataset_name or (dataset if isinstance(dataset, str) else "dataset")
@@ -277,25 +305,88 @@ def evaluate_model(
                          f"{data_label!r} holds {'whole volumes' if volumes else 'images'}: evaluate a volume model "
                          "on a volume dataset (nnunet, demo3d, or brats2020-nifti / chaos-mr-t2spir with volumes: "
                          "true), and a 2D model on images or slices.")
+    if instances is not None and (classification or volumes):
+        raise ValueError(f"instances={instances!r} scores objects in 2D segmentations; dataset {data_label!r} holds "
+                         f"{'one label per image' if classification else 'whole volumes'}.")
     if classification:
         result = _classify(net, processor, data, id2label, tta_flip, name, **loader)
     elif volumes:
         result = evaluate_volumes(net, processor, data, id2label, resolve_regions(regions), ignore_index, surface,
                                   tta=tta_flip, examples=examples, name=name)
     else:
-        result = _segment(net, processor, data, id2label, name, options, surface, instance, spacing,
-                          resolve_regions(regions), ignore_index, examples, per_case, **loader)
+        scoring = _InstanceScoring.build(instances, net, processor, id2label, data, instance_options)
+        result = _segment(net, processor, data, id2label, name, options, surface, scoring, spacing,
+                          _with_foreground(resolve_regions(regions), id2label, scoring), ignore_index, examples,
+                          per_case, **loader)
     meta = {"model": name, "task": "classification" if classification else "segmentation", "dataset": data_label,
             "split": split if not isinstance(dataset, datasets.Dataset) else None, **options,
             "batch_size": int(batch_size), "seconds": round(time.perf_counter() - start, 2)}
     return {**meta, **result}
 
 
-def _segment(net, processor, data, id2label, name, options, surface, instance, spacing, regions, ignore_index,
+def _instance_method(instance: bool, instances: str | None) -> str | None:
+    if instances is None:
+        return "connected" if instance else None
+    if instances not in INSTANCE_METHODS:
+        raise ValueError(f"Unknown instances={instances!r}; choose one of {', '.join(INSTANCE_METHODS)} (or None).")
+    return instances
+
+
+def _with_foreground(regions: dict[str, tuple[int, ...]], id2label: Mapping[int, str],
+                     scoring: _InstanceScoring | None) -> dict[str, tuple[int, ...]]:
+    """`regions` plus `foreground` (every non-background class) when instances are scored."""
+    if scoring is None or FOREGROUND_REGION in regions:
+        return regions
+    return {**regions, FOREGROUND_REGION: tuple(range(1, len(id2label)))}
+
+
+class _InstanceScoring:
+    """Object-level PQ/AJI of one evaluation: how predicted instances are made, and what they are compared with."""
+
+    def __init__(self, method: str, classes: dict[str, int] | None, options: Mapping[str, Any], column: bool
+                 ) -> None:
+        self.method, self.classes, self.options, self.column = method, classes, dict(options), column
+        self.metrics = InstanceMetrics()
+
+    @classmethod
+    def build(cls, method: str | None, net, processor, id2label, data, options) -> _InstanceScoring | None:
+        if method is None:
+            return None
+        k = model_num_labels(net)
+        classes = resolve_instance_classes(max(k, 2), getattr(processor, "instance_classes", None),
+                                           getattr(getattr(net, "config", None), "id2label", None))
+        if classes is None:
+            classes = resolve_instance_classes(max(k, 2), None, dict(id2label))
+        allowed = {"threshold", "seed_threshold", "min_size", "min_seed_size", "seed_erosion", "split_depth"}
+        unknown = sorted(set(options or {}) - allowed)
+        if unknown:
+            raise ValueError(f"Unknown instance_options {unknown}; valid keys: {', '.join(sorted(allowed))}.")
+        return cls(method, classes if method == "watershed" else None, options or {},
+                   INSTANCE_COLUMN in data.column_names)
+
+    def add(self, logits: torch.Tensor, pred: np.ndarray, item: Mapping[str, Any], ignore_index: int | None) -> None:
+        label = item["label"]
+        ignore = label == ignore_index if ignore_index is not None else np.zeros(label.shape, dtype=bool)
+        if self.method == "watershed":
+            probs, _ = _foreground_probabilities(logits)
+            predicted = watershed_instances(probs, self.classes, **self.options)
+        else:
+            predicted = connected_instances(pred > 0)
+        truth = item[INSTANCE_COLUMN] if self.column else connected_instances((label > 0) & ~ignore)
+        self.metrics.update(predicted, truth, ignore)
+
+    def compute(self) -> dict[str, Any]:
+        truth = "instances column" if self.column else "connected components of the label"
+        return {"method": self.method, "truth": truth, "classes": self.classes, "options": self.options,
+                **self.metrics.compute()}
+
+
+def _segment(net, processor, data, id2label, name, options, surface, scoring, spacing, regions, ignore_index,
              examples, per_case, batch_size, num_workers) -> dict[str, Any]:
     num_classes = len(id2label)
     common = dict(ignore_index=ignore_index, surface=surface, spacing=spacing)
-    metrics = SegmentationMetrics(num_classes, id2label=id2label, instance=instance, **common)
+    connected = scoring is not None and scoring.method == "connected"
+    metrics = SegmentationMetrics(num_classes, id2label=id2label, instance=connected, **common)
     region_metrics = {region: SegmentationMetrics(2, id2label={0: "background", 1: region}, **common)
                       for region in regions}
     use_column = spacing is None and "pixel_spacing" in data.column_names
@@ -303,7 +394,8 @@ def _segment(net, processor, data, id2label, name, options, surface, instance, s
     cases = CaseMetrics(data, id2label, regions, ignore_index, surface, spacing) if per_case and has_cases else None
     case_ids = [str(c) for c in data[CASE_COLUMN]] if has_cases and examples else None
     kept: list[dict[str, Any]] = []
-    for batch in _batches(data, False, batch_size, num_workers, name, use_column):
+    for batch in _batches(data, False, batch_size, num_workers, name, use_column,
+                          scoring is not None and scoring.column):
         logits = _predict_batch(net, processor, [item["image"] for item in batch], batch_size, options)
         for item, item_logits in zip(batch, logits):
             i, label = item["index"], item["label"]
@@ -316,6 +408,8 @@ def _segment(net, processor, data, id2label, name, options, surface, instance, s
             for region, acc in region_metrics.items():
                 region_pred, region_target = region_masks(pred, label, regions[region], ignore_index)
                 acc.update(region_pred[None], region_target[None], spacing=item_spacing)
+            if scoring is not None:
+                scoring.add(item_logits, pred, item, ignore_index)
             if cases is not None:
                 cases.add(i, pred, label)
             if i < examples:
@@ -324,6 +418,8 @@ def _segment(net, processor, data, id2label, name, options, surface, instance, s
     result = metrics.compute()
     if regions:
         result["regions"] = _region_results(region_metrics)
+    if scoring is not None:
+        result["instances"] = scoring.compute()
     if cases is not None:
         cases.merge_into(result)
     if examples:

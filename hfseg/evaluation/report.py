@@ -2,7 +2,9 @@
 
 The table follows the CHAOS study's: one row per model, one Dice column per foreground class, then mean foreground
 Dice, mIoU (over all classes, background included, as transformers' `mean_iou`), HD95 and ASSD (mean over
-foreground classes; mm with a pixel spacing, else pixels), PQ/AJI when computed, and BraTS-style region Dice/HD95.
+foreground classes; mm with a pixel spacing, else pixels), PQ/AJI when computed (object-level, from the result's
+`instances` entry, when evaluated with `instances=`), and BraTS-style region Dice/HD95 (`Dice foreground` with
+`instances=`).
 `reduction="image"` (default) reports per-image means (the `image_*` metrics); `"case"` the per-case means, each
 case's slices scored as one volume (the `case_*` metrics, the unit BraTS and CHAOS report; `report.md` adds this
 table whenever the results have cases); `"dataset"` the pooled ones (one confusion matrix over all pixels, what
@@ -107,9 +109,10 @@ def comparison_table(results: Mapping[str, Mapping[str, Any]], reduction: Litera
     optional = {"HD95": f"{surface}mean_hd95", "ASSD": f"{surface}mean_assd", "PQ": f"{p}mean_pq",
                 "AJI": f"{p}mean_aji"}
     for column, key in optional.items():
-        if any(key in r for r in results.values()):
+        if any(key in r or "instances" in r for r in results.values()):
             for row, result in zip(rows, results.values()):
-                row[column] = _value(result, key)
+                row[column] = _object_value(result, column.lower(), reduction) if "instances" in result \
+                    else _value(result, key)
     regions: list[str] = []
     for result in results.values():
         regions += [n for n in result.get("regions", {}) if n not in regions]
@@ -123,6 +126,12 @@ def comparison_table(results: Mapping[str, Mapping[str, Any]], reduction: Litera
     for row in rows:
         columns += [c for c in row if c not in columns]
     return columns, rows
+
+
+def _object_value(result: Mapping[str, Any], metric: str, reduction: str) -> float:
+    """PQ/AJI of a result's object-level `instances` entry: pooled for `"dataset"`, the per-image mean otherwise
+    (objects are scored per image, also for the `"case"` table)."""
+    return _value(result["instances"], metric if reduction == "dataset" else f"image_{metric}")
 
 
 def _best(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:

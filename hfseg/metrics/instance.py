@@ -163,3 +163,54 @@ def instance_metrics(
     intersection, total = _aji_terms(overlap)
     return {**_panoptic(overlap, 0.5, empty_value), "aji": intersection / total if total else float(empty_value),
             "aji_intersection": intersection, "aji_union": total}
+
+
+class InstanceMetrics:
+    """PQ and AJI of instance maps accumulated image by image, reported pooled and per image.
+
+    `update(pred_instances, true_instances)` adds one image (or volume); `compute()` gives the pooled values
+    (`pq`, `sq`, `rq` from the summed match counts, `aji` from the summed AJI terms, COCO-style), the means over
+    images (`image_pq`, `image_sq`, `image_rq`, `image_aji`; images without any instance on either side skipped),
+    the summed `tp`, `fp`, `fn`, and `num_true` / `num_pred` instances. A pixel where `ignore` is true (e.g. the
+    label's ignore index) is left out of both maps.
+    """
+
+    def __init__(self, match_iou: float = 0.5) -> None:
+        if match_iou < 0.5:
+            raise ValueError(f"match_iou must be >= 0.5 for unique matching (Kirillov et al.), got {match_iou}.")
+        self.match_iou = match_iou
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every image seen so far."""
+        self._rows: list[dict[str, float]] = []
+
+    def update(self, pred_instances: np.ndarray | torch.Tensor, true_instances: np.ndarray | torch.Tensor,
+               ignore: np.ndarray | None = None) -> dict[str, float]:
+        """Add one image's instance maps; returns its own values (`pq`, ..., `aji`)."""
+        pred, true = _to_numpy(pred_instances), _to_numpy(true_instances)
+        if ignore is not None:
+            pred, true = np.where(ignore, 0, pred), np.where(ignore, 0, true)
+        overlap = _overlap(pred, true)
+        intersection, total = _aji_terms(overlap)
+        row = {**_panoptic(overlap, self.match_iou, NAN), "aji": intersection / total if total else NAN,
+               "aji_intersection": intersection, "aji_union": total, "num_true": len(overlap.true_area),
+               "num_pred": len(overlap.pred_area)}
+        self._rows.append(row)
+        return row
+
+    def compute(self) -> dict[str, float]:
+        """Pooled and per-image values (see the class docstring); NaN where undefined."""
+        if not self._rows:
+            raise RuntimeError("InstanceMetrics.compute() called before any update().")
+        total = {key: sum(row[key] for row in self._rows)
+                 for key in ("tp", "fp", "fn", "iou_sum", "aji_intersection", "aji_union", "num_true", "num_pred")}
+        out: dict[str, float] = dict(pq_from_counts(int(total["tp"]), int(total["fp"]), int(total["fn"]),
+                                                    total["iou_sum"]))
+        out["aji"] = total["aji_intersection"] / total["aji_union"] if total["aji_union"] else NAN
+        for key in ("pq", "sq", "rq", "aji"):
+            values = np.array([row[key] for row in self._rows], dtype=np.float64)
+            out[f"image_{key}"] = float(np.nanmean(values)) if np.isfinite(values).any() else NAN
+        out.update({key: int(total[key]) for key in ("tp", "fp", "fn", "num_true", "num_pred")})
+        out["num_images"] = len(self._rows)
+        return out

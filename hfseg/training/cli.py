@@ -135,7 +135,12 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     # Metrics and report.
     parser.add_argument("--regions", default=None, help="also score class unions, e.g. brats (WT/TC/ET)")
     parser.add_argument("--no_surface", action="store_true", help="skip HD/HD95/ASSD")
-    parser.add_argument("--instance", action="store_true", help="also PQ and AJI")
+    parser.add_argument("--instance", action="store_true", help="also PQ and AJI (the same as --instances connected)")
+    parser.add_argument("--instances", choices=("connected", "watershed"), default=None,
+                        help="object-level PQ/AJI and foreground Dice, objects as connected components of the "
+                             "prediction or separated by a seeded watershed (boundary models, or the distance "
+                             "transform of a semantic model's foreground); truth: the dataset's instances column "
+                             "(image-mask-folder with instance_masks=true), else connected components")
     parser.add_argument("--no_cases", action="store_true",
                         help="skip the per-case (volume) metrics of a dataset with a case_id column")
     parser.add_argument("--spacing", type=float, nargs=2, default=None, metavar=("ROW", "COL"),
@@ -171,7 +176,8 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     results = evaluate_models(
         args.models, args.dataset, split=args.split, data_dir=args.data_dir, data_options=options,
         max_samples=args.max_samples, tta_flip=args.tta, sliding_window=sliding, overlap=args.overlap,
-        surface=not args.no_surface, instance=args.instance, spacing=args.spacing, regions=args.regions,
+        surface=not args.no_surface, instance=args.instance, instances=args.instances, spacing=args.spacing,
+        regions=args.regions,
         examples=args.overlays, device=device, batch_size=args.batch_size, num_workers=args.num_workers,
         per_case=not args.no_cases,
     )

@@ -1,8 +1,9 @@
 """Image processor for the hfseg U-Net family: medical intensity normalization, resizing, label maps, and the
 nnU-Net-style volume preprocessing (crop, per-channel normalization, resampling) with its inverse.
 
-Self-contained (numpy, torch, PIL, transformers; scipy only for cubic resampling) so that it is copied next to a
-checkpoint saved for `trust_remote_code` loading.
+Self-contained (numpy, torch, PIL, transformers; scipy only for cubic resampling and scikit-image only for the
+watershed of `post_process_instance_segmentation`) so that it is copied next to a checkpoint saved for
+`trust_remote_code` loading.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ IMAGE_INTERPOLATIONS = ("linear", "cubic")
 GEOMETRY_KEYS = ("original_shape", "crop_bbox", "cropped_shape", "original_spacing", "target_spacing",
                  "resampled_shape")
 SCORE_TYPES = ("auto", "logits", "probabilities")
+INSTANCE_ROLES = ("interior", "boundary")
 STD_FLOOR = 1e-8  # nnU-Net's max(std, 1e-8)
 _warned: set[str] = set()
 
@@ -240,11 +242,124 @@ def _zscore(values: torch.Tensor) -> tuple[float, float]:
     return float(values.mean()), max(float(values.std(unbiased=False)), STD_FLOOR)
 
 
+def _check_instance_classes(classes: Any) -> dict[str, int] | None:
+    if classes is None:
+        return None
+    if not isinstance(classes, dict) or "interior" not in classes or set(classes) - set(INSTANCE_ROLES):
+        raise ValueError(f"instance_classes must be {{'interior': id, 'boundary': id}} ('boundary' optional) or "
+                         f"None, got {classes!r}.")
+    ids = {role: int(value) for role, value in classes.items() if _is_number(value)}
+    if len(ids) != len(classes) or min(ids.values()) < 1 or len(set(ids.values())) != len(ids):
+        raise ValueError(f"instance_classes ids must be distinct class ids >= 1 (0 is the background), got "
+                         f"{classes!r}.")
+    return ids
+
+
+def resolve_instance_classes(num_labels: int, instance_classes: dict[str, int] | None = None,
+                             id2label: dict[int, str] | None = None) -> dict[str, int] | None:
+    """The interior/boundary class ids of a model with `num_labels` outputs, or None for a semantic model.
+
+    `instance_classes` when given (checked against `num_labels`), else the classes of `id2label` named
+    `interior` and `boundary` (as `hfseg.data.instances.INSTANCE_ID2LABEL`), else None.
+    """
+    classes = _check_instance_classes(instance_classes)
+    if classes is None and id2label:
+        names = {str(name).lower(): int(i) for i, name in id2label.items()}
+        if all(role in names for role in INSTANCE_ROLES):
+            classes = {role: names[role] for role in INSTANCE_ROLES}
+    if classes is not None and max(classes.values()) >= num_labels:
+        raise ValueError(f"instance_classes {classes} name a class id beyond the model's {num_labels} outputs.")
+    return classes
+
+
+def _foreground_probabilities(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(K, *spatial) logits -> per-class probabilities (K, ...) and the foreground probability (...)."""
+    if logits.shape[0] == 1:
+        fg = torch.sigmoid(logits[0].float())
+        return torch.stack([1 - fg, fg]), fg
+    probs = torch.softmax(logits.float(), dim=0)
+    return probs, 1 - probs[0]
+
+
+def _remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
+    """Instances smaller than `min_size` pixels dropped, the rest renumbered 1..N."""
+    sizes = np.bincount(labels.ravel())
+    keep = sizes >= max(int(min_size), 1)
+    keep[0] = False
+    lookup = np.zeros(len(sizes), dtype=np.int64)
+    lookup[keep] = np.arange(1, int(keep.sum()) + 1)
+    return lookup[labels]
+
+
+def watershed_instances(probabilities: np.ndarray | torch.Tensor, instance_classes: dict[str, int] | None = None,
+                        threshold: float = 0.5, seed_threshold: float = 0.5, min_size: int = 10,
+                        min_seed_size: int = 3, seed_erosion: int = 0, split_depth: float = 2.0) -> np.ndarray:
+    """An instance map (int64, 0 = background, 1..N) from per-class probabilities (K, *spatial) by seeded watershed.
+
+    The foreground is `1 - p(background) > threshold`. With `instance_classes` (a boundary model), the seeds are the
+    connected components of `p(interior) > seed_threshold` inside the foreground (eroded `seed_erosion` times,
+    components under `min_seed_size` pixels dropped), flooded over `p(boundary)` (or, without a boundary class,
+    over the negated distance to the background). Without (a semantic model), the seeds are the maxima of the
+    foreground's distance transform that stand at least `split_depth` pixels above the saddle to a neighbouring
+    maximum (`skimage.morphology.h_maxima`), flooded over the negated distance: touching round blobs are cut at
+    their neck. Foreground components that received no seed are kept whole; instances under `min_size` pixels are
+    dropped. N-d: 2D maps and 3D volumes alike.
+    """
+    from scipy import ndimage
+    from skimage.morphology import h_maxima
+    from skimage.segmentation import watershed
+
+    probs = probabilities.detach().float().cpu().numpy() if isinstance(probabilities, torch.Tensor) \
+        else np.asarray(probabilities, dtype=np.float32)
+    foreground = (1 - probs[0]) > threshold
+    if not foreground.any():
+        return np.zeros(foreground.shape, dtype=np.int64)
+    connectivity = ndimage.generate_binary_structure(foreground.ndim, foreground.ndim)
+    if instance_classes is not None:
+        seeds = (probs[instance_classes["interior"]] > seed_threshold) & foreground
+        if seed_erosion > 0:
+            seeds = ndimage.binary_erosion(seeds, iterations=int(seed_erosion))
+        markers = _remove_small(ndimage.label(seeds)[0], min_seed_size)
+        if "boundary" in instance_classes:
+            elevation = probs[instance_classes["boundary"]]
+        else:
+            elevation = -ndimage.distance_transform_edt(foreground)
+    else:
+        distance = ndimage.distance_transform_edt(foreground)
+        peaks = h_maxima(distance, split_depth) if distance.max() > split_depth else foreground
+        markers = ndimage.label(peaks.astype(bool) & foreground, structure=connectivity)[0]
+        elevation = -distance
+    labels = watershed(elevation, markers, mask=foreground)
+    orphans, count = ndimage.label(foreground & (labels == 0), structure=connectivity)
+    if count:
+        labels = np.where(orphans > 0, orphans + labels.max(), labels)
+    return _remove_small(labels, min_size)
+
+
 def _look_like_probabilities(scores: torch.Tensor) -> bool:
     """(K, ...) scores all in [0, 1] that (K > 1) sum to 1 over K at every voxel."""
     if float(scores.min()) < 0 or float(scores.max()) > 1:
         return False
     return scores.shape[0] == 1 or bool(((scores.sum(0) - 1).abs() <= 1e-3).all())
+
+def _segments_info(segmentation: torch.Tensor, probs: torch.Tensor, foreground: torch.Tensor,
+                   classes: dict[str, int] | None) -> list[dict[str, Any]]:
+    """`{"id", "label_id", "score"}` per instance of `segmentation` (see `post_process_instance_segmentation`)."""
+    count = int(segmentation.max())
+    if count == 0:
+        return []
+    flat = segmentation.reshape(-1)
+    sizes = torch.bincount(flat, minlength=count + 1).clamp(min=1).double()
+    scores = torch.bincount(flat, weights=foreground.reshape(-1).double(), minlength=count + 1) / sizes
+    if classes is not None:
+        label_ids = [classes["interior"]] * count
+    else:
+        semantic = probs[1:].argmax(dim=0).reshape(-1) + 1  # the best foreground class of each pixel
+        votes = torch.zeros(count + 1, probs.shape[0], dtype=torch.long)
+        votes.index_put_((flat, semantic), torch.ones_like(flat), accumulate=True)
+        label_ids = votes[1:].argmax(dim=1).tolist()
+    return [{"id": i, "label_id": int(label_ids[i - 1]), "score": float(scores[i])} for i in range(1, count + 1)]
+
 
 class UNetImageProcessor(BaseImageProcessor):
     r"""
@@ -332,6 +447,11 @@ class UNetImageProcessor(BaseImageProcessor):
             Informational: it does not change preprocessing.
         plan (`dict`, *optional*):
             The whole plan the model was trained with (JSON-able), stored as is for the model card.
+        instance_classes (`dict[str, int]`, *optional*):
+            For `post_process_instance_segmentation`: the class ids of a boundary model's targets,
+            `{"interior": 1, "boundary": 2}` (the 3-class target of `hfseg.data.instances`). When None, a model
+            whose `id2label` (passed to the method) names classes `interior` and `boundary` uses those; any other
+            model is treated as semantic (its non-background classes are the foreground).
     """
 
     model_input_names = ["pixel_values"]
@@ -360,6 +480,7 @@ class UNetImageProcessor(BaseImageProcessor):
         image_interpolation: str = "linear",
         mirror_axes: Sequence[int] | None = None,
         plan: dict[str, Any] | None = None,
+        instance_classes: dict[str, int] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -395,6 +516,7 @@ class UNetImageProcessor(BaseImageProcessor):
         self.num_channels = num_channels
         self.modality = modality.strip() if modality is not None else None
         self.intensity_range = intensity_range
+        self.instance_classes = _check_instance_classes(instance_classes)
         self._set_volume_fields(spatial_dims, target_spacing, slice_axis, channel_normalization, crop_to_nonzero,
                                 patch_size, image_interpolation, mirror_axes, plan)
 
@@ -684,6 +806,88 @@ class UNetImageProcessor(BaseImageProcessor):
                 results.append((torch.sigmoid(item[0, 0]) > threshold).long())
             else:
                 results.append(item[0].argmax(dim=0))
+        return results
+
+    def post_process_instance_segmentation(
+        self,
+        outputs: Any,
+        target_sizes: Sequence[Sequence[int]] | None = None,
+        threshold: float = 0.5,
+        seed_threshold: float = 0.5,
+        min_size: int = 10,
+        min_seed_size: int = 3,
+        seed_erosion: int = 0,
+        split_depth: float = 2.0,
+        instance_classes: dict[str, int] | None = None,
+        id2label: dict[int, str] | None = None,
+        mask_threshold: float | None = None,
+        overlap_mask_area_threshold: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """Instances (nuclei, cells) from model outputs by seeded watershed, one dict per image, as transformers'
+        instance post-processors return them.
+
+        A boundary model (3-class target background / interior / boundary, see `instance_classes` in the class
+        docstring; or `id2label` naming `interior` and `boundary`, e.g. `model.config.id2label`) is seeded by its
+        confident interior and flooded over its boundary probability; any other model (binary or multi-class
+        semantic) by the distance-transform maxima of its foreground, which splits touching round blobs at the neck
+        (see `watershed_instances` for the parameters). The logits are resized to `target_sizes` (bilinear) first.
+
+        Args:
+            outputs: a model output with `.logits`, or logits (B, K, H, W) (or (B, K, X, Y, Z)).
+            target_sizes (`list[tuple[int, int]]`, *optional*): the (height, width) of each image's result.
+            threshold (`float`, *optional*, defaults to 0.5): foreground where `1 - p(background)` exceeds it.
+            seed_threshold, min_size, min_seed_size, seed_erosion, split_depth: see `watershed_instances`.
+            instance_classes (`dict[str, int]`, *optional*): overrides the processor's `instance_classes`.
+            id2label (`dict[int, str]`, *optional*): the model's classes, read when no `instance_classes` is set.
+            mask_threshold (`float`, *optional*): given, the call follows transformers' instance post-processors, as
+                `pipeline("image-segmentation")` makes it: `mask_threshold` is then the foreground threshold,
+                `threshold` the lowest instance score kept, and `overlap_mask_area_threshold` is unused (watershed
+                instances never overlap). A semantic model then answers with one segment per predicted class
+                (`id` = `label_id` = the class, `score` None), so the pipeline gives it the class masks it gives
+                every semantic segmenter.
+            overlap_mask_area_threshold (`float`, *optional*): accepted for the pipeline, unused.
+
+        Returns:
+            `list[dict]`: per image `{"segmentation": LongTensor (H, W) of instance ids (0 = background, 1..N),
+            "segments_info": [{"id": i, "label_id": class id, "score": mean foreground probability}, ...]}`, where
+            `label_id` is the interior class of a boundary model and the most frequent predicted class of the
+            instance for a semantic one.
+        """
+        logits = outputs.logits if hasattr(outputs, "logits") else outputs
+        if not isinstance(logits, torch.Tensor) or logits.ndim not in (4, 5):
+            raise ValueError(f"Expected logits (B, K, H, W) or (B, K, X, Y, Z), got "
+                             f"{tuple(logits.shape) if hasattr(logits, 'shape') else type(logits).__name__}.")
+        if target_sizes is not None and len(target_sizes) != logits.shape[0]:
+            raise ValueError(f"Got {len(target_sizes)} target sizes for a batch of {logits.shape[0]}.")
+        spatial = logits.ndim - 2
+        classes = resolve_instance_classes(logits.shape[1], instance_classes or self.instance_classes, id2label)
+        min_score = 0.0
+        if mask_threshold is not None:  # transformers' convention (the image-segmentation pipeline)
+            if classes is None:
+                return [{"segmentation": semantic, "segments_info": [
+                    {"id": int(c), "label_id": int(c), "score": None} for c in torch.unique(semantic).tolist()]}
+                    for semantic in self.post_process_semantic_segmentation(logits, target_sizes)]
+            threshold, min_score = mask_threshold, threshold
+        results = []
+        for i in range(logits.shape[0]):
+            item = logits[i : i + 1].float()
+            if target_sizes is not None:
+                size = tuple(int(s) for s in target_sizes[i])
+                if len(size) != spatial:
+                    raise ValueError(f"target_sizes[{i}] = {size} must have {spatial} entries for logits of shape "
+                                     f"{tuple(logits.shape)}.")
+                item = F.interpolate(item, size=size, mode="bilinear" if spatial == 2 else "trilinear",
+                                     align_corners=False)
+            probs, foreground = _foreground_probabilities(item[0])
+            labels = watershed_instances(probs, classes, threshold, seed_threshold, min_size, min_seed_size,
+                                         seed_erosion, split_depth)
+            segmentation = torch.from_numpy(labels)
+            info = _segments_info(segmentation, probs, foreground, classes)
+            dropped = [segment["id"] for segment in info if segment["score"] < min_score]
+            if dropped:
+                segmentation = torch.where(torch.isin(segmentation, torch.tensor(dropped)), 0, segmentation)
+                info = [segment for segment in info if segment["score"] >= min_score]
+            results.append({"segmentation": segmentation, "segments_info": info})
         return results
 
     # -- volumes ---------------------------------------------------------------------------------------------

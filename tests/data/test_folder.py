@@ -158,3 +158,54 @@ def test_a_split_left_empty_by_skipping_is_a_clear_error(tmp_path):
     (tmp_path / "d" / "images" / "case0_slice000.png").write_bytes(b"not a png")
     with pytest.warns(UserWarning), pytest.raises(DatasetFormatError, match="train split is empty"):
         load(tmp_path / "d", skip_bad=True, validation_fraction=0.0)
+
+
+def write_instance_fixture(root, count=3, suffix=""):
+    """Images with two touching squares each, their masks 16-bit instance PNGs with ids above 255."""
+    truth = {}
+    for split in ("train", "validation"):
+        (root / split / "images").mkdir(parents=True)
+        (root / split / "masks").mkdir(parents=True)
+        for i in range(count):
+            instances = np.zeros((8, 12), np.uint16)
+            instances[2:6, 1:5], instances[2:6, 5:9 + (i % 2)] = 1000 + i, 40000
+            Image.fromarray(np.full((8, 12), 50 + i, np.uint8)).save(root / split / "images" / f"t{i}.png")
+            Image.fromarray(instances).save(root / split / "masks" / f"t{i}{suffix}.png")
+            truth[(split, f"t{i}")] = instances
+    return truth
+
+
+def test_instance_masks_give_boundary_target_and_instances(tmp_path):
+    from hfseg.data.instances import boundary_target
+
+    truth = write_instance_fixture(tmp_path / "d")
+    ds = hfseg.data.load("image-mask-folder", str(tmp_path / "d"), instance_masks=True, cache_dir=str(tmp_path / "c"))
+    assert hfseg.data.id2label(ds) == {0: "background", 1: "interior", 2: "boundary"}
+    for split in ("train", "validation"):
+        for row in ds[split]:
+            instances = np.asarray(row["instances"])
+            expected = truth[(split, row["case_id"])]
+            assert instances.dtype == np.uint16 and (instances == expected).all()
+            np.testing.assert_array_equal(np.asarray(row["label"]), boundary_target(expected))
+            assert row["classes"] == [0, 1, 2]
+    wide = hfseg.data.load("image-mask-folder", str(tmp_path / "d"), instance_masks=True, boundary_width=2,
+                           cache_dir=str(tmp_path / "c"))
+    assert (np.asarray(wide["train"][0]["label"]) == 1).sum() == 0  # a 4-px square is all rim at width 2
+    plain = hfseg.data.load("image-mask-folder", str(tmp_path / "d"), instance_masks=True, boundary=False,
+                            cache_dir=str(tmp_path / "c"))
+    row = plain["train"][0]
+    assert hfseg.data.id2label(plain) == {0: "background", 1: "foreground"}
+    np.testing.assert_array_equal(np.asarray(row["label"]), np.asarray(row["instances"]) > 0)
+
+
+def test_instance_mask_errors(tmp_path):
+    write_instance_fixture(tmp_path / "d", count=1)
+    with pytest.raises(DatasetFormatError, match="leave id2label"):
+        hfseg.data.load("image-mask-folder", str(tmp_path / "d"), instance_masks=True, threshold=0)
+    with pytest.raises(DatasetFormatError, match="boundary_width"):
+        hfseg.data.load("image-mask-folder", str(tmp_path / "d"), instance_masks=True, boundary_width=0)
+    rgb = np.zeros((8, 12, 3), np.uint8)
+    rgb[..., 0] = 5
+    Image.fromarray(rgb).save(tmp_path / "d" / "train" / "masks" / "t0.png")
+    with pytest.raises(DatasetFormatError, match="instance masks as one grey channel"):
+        hfseg.data.load("image-mask-folder", str(tmp_path / "d"), instance_masks=True, cache_dir=str(tmp_path / "c"))

@@ -59,7 +59,8 @@ def test_space_checkpoint_gives_the_logits_of_the_code_before_the_switches():
     reference = load_file(FIXTURES / "space_model_reference.safetensors")
     with torch.no_grad():
         logits = model(pixel_values=reference["pixel_values"]).logits
-    assert torch.equal(logits, reference["logits"])
+    # Not bit-exact: oneDNN's reductions depend on the thread count; an architecture change moves logits by O(1).
+    torch.testing.assert_close(logits, reference["logits"], rtol=1e-5, atol=1e-5)
 
 
 def _has(model, kind):
