@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from ..data import dataset_modality, load, loader_function
 from ..data import id2label as dataset_id2label
 from ..data.transforms import AugmentConfig, ClassificationTransform, SegmentationTransform
-from ..models.unet.image_processing_unet import UNetImageProcessor
+from ..models.unet.image_processing_unet import UNetImageProcessor, resolve_instance_classes
 from .config import RecipeConfig
 
 Emphasis = Callable[[np.ndarray], np.ndarray]
@@ -106,17 +106,22 @@ def raw_intensity_range(
 
 
 def build_processor(
-    cfg: RecipeConfig, num_channels: int, intensity_range: list[float] | None = None
+    cfg: RecipeConfig, num_channels: int, intensity_range: list[float] | None = None,
+    id2label: Mapping[int, str] | None = None,
 ) -> UNetImageProcessor:
     """The image processor saved with the model: normalization per `data.normalization`, resize to `data.size`.
 
     It records what the model was trained on: `modality`, the dataset's DICOM Modality code
     (`hfseg.data.dataset_modality`), and `intensity_range`, the training images' raw 1st/99th percentiles (see
-    `raw_intensity_range`); `data.processor.modality` / `data.processor.intensity_range` override them.
+    `raw_intensity_range`); `data.processor.modality` / `data.processor.intensity_range` override them. Classes
+    named `interior` and `boundary` in `id2label` (an instance target, `image-mask-folder` with `instance_masks`)
+    become its `instance_classes`, so `post_process_instance_segmentation` and `pipeline("image-segmentation")`
+    separate instances by watershed; `data.processor.instance_classes` overrides them.
     """
+    instance_classes = resolve_instance_classes(len(id2label), None, dict(id2label)) if id2label else None
     kwargs: dict[str, Any] = {"normalization": cfg.data.normalization or "zscore", "num_channels": num_channels,
                               "modality": dataset_modality(cfg.data.dataset), "intensity_range": intensity_range,
-                              **cfg.data.processor}
+                              "instance_classes": instance_classes, **cfg.data.processor}
     if cfg.data.size is not None:
         kwargs.update(do_resize=True, size={"height": int(cfg.data.size[0]), "width": int(cfg.data.size[1])})
     return UNetImageProcessor(**kwargs)
@@ -206,7 +211,7 @@ def load_recipe_data(cfg: RecipeConfig) -> RecipeData:
     channels = int(probe.shape[0])
     emphasis = build_emphasis(data.emphasis) if classification else None
     recorded = None if "intensity_range" in data.processor else raw_intensity_range(train)
-    processor = build_processor(cfg, channels, recorded)
+    processor = build_processor(cfg, channels, recorded, None if classification else id2label)
     return RecipeData(train, evaluation, id2label, channels, processor, task=cfg.task,
                       label_column=data.label_column, emphasis=emphasis)
 
