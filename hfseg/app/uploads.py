@@ -21,6 +21,10 @@ Anything wrong with the file (unknown type, corrupt, too large, not one image or
   the demo has no control to choose a volume, and picking one silently (the first of T1, T1ce, T2, FLAIR, say)
   would segment an image the user did not mean.
 
+Files are checked by content before decoding: a file whose name says one type and whose bytes another (a PNG
+renamed `.dcm`, a NIfTI or a text file renamed `.png`) is refused, the message saying what it holds and how to
+rename it (the readers of `hfseg.io` check this).
+
 Limits: files over `max_bytes` are refused before reading; pictures over `max_side` x `max_side` pixels and volumes
 over `VOLUME_IMAGES` times that many voxels are refused from their headers, before decoding (a small `.nii.gz` may
 declare gigabytes of voxels); the 2D image shown must be at most `max_side` pixels on each side.
@@ -147,7 +151,10 @@ def _refuse_4d(path: Path, name: str) -> None:
     """An `UploadError` for a 4D NIfTI (several volumes); nothing for any other file (its own error stands)."""
     import nibabel as nib
 
+    from ..io.nifti import check_extensions
+
     try:
+        check_extensions(path)  # nibabel would read header extensions of any declared size
         shape = tuple(int(n) for n in nib.load(str(path)).shape)  # the header only
     except Exception:  # noqa: BLE001  (a broken file: hfseg.io's message says what is wrong)
         return

@@ -32,6 +32,8 @@ import numpy as np
 
 from .errors import MedicalFileError
 from .image import MedicalImage, check_dtype
+from .limits import MAX_PIXELS, SizedReader, check_declared
+from .sniff import check_content
 
 DICOM_EXTENSIONS = (".dcm", ".dicom", ".ima")
 EXTRA_HINT = 'install the decoders with pip install "hfseg[dicom]" (pylibjpeg, openjpeg, jpeg-ls)'
@@ -79,15 +81,18 @@ def is_dicom(path: str | Path) -> bool:
 
 def dcmread(path: str | Path, stop_before_pixels: bool = False):
     """A DICOM file, or a bare data set without preamble and file meta (as some anonymizers write) that holds
-    pixel data; anything else raises pydicom's `InvalidDicomError`."""
+    pixel data; anything else raises pydicom's `InvalidDicomError`. Reads never allocate more than the file's
+    size, whatever lengths its elements declare."""
     import pydicom
     from pydicom.errors import InvalidDicomError
     from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
     try:
-        return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+        with SizedReader(path) as handle:
+            return pydicom.dcmread(handle, stop_before_pixels=stop_before_pixels)
     except InvalidDicomError:
-        ds = pydicom.dcmread(path, force=True, stop_before_pixels=stop_before_pixels)
+        with SizedReader(path) as handle:
+            ds = pydicom.dcmread(handle, force=True, stop_before_pixels=stop_before_pixels)
         if "Rows" not in ds or ("PixelData" not in ds and not stop_before_pixels):
             raise
     implicit, little = ds.original_encoding
@@ -103,7 +108,7 @@ def open_dataset(path: Path, stop_before_pixels: bool = False):
 
 
 # -- pixel data --------------------------------------------------------------------------------------------------
-def decode(ds: Any, path: Path, max_pixels: int | None = None) -> np.ndarray:
+def decode(ds: Any, path: Path, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
     """`ds.pixel_array` (stored values, native byte order), or a `MedicalFileError` naming the file and the fix."""
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         kind = ds.get("Modality", "") or ds.get("SOPClassUID", "")
@@ -118,9 +123,8 @@ def decode(ds: Any, path: Path, max_pixels: int | None = None) -> np.ndarray:
     except (TypeError, ValueError) as err:
         raise MedicalFileError(f"{path}: Rows, Columns or NumberOfFrames is not a number ({err}); the file is "
                                "corrupt.") from err
-    if max_pixels is not None and rows * cols * frames > max_pixels:
-        raise MedicalFileError(f"{path} declares {frames} frame(s) of {rows} x {cols} pixels, over the limit of "
-                               f"{max_pixels} pixels: pass a smaller image.")
+    check_declared(path, f"{frames} frame(s) of {rows} x {cols}", rows * cols * frames, max_pixels, "pixels")
+    _check_rle_size(ds, path, rows * cols * frames)
     try:
         pixels = ds.pixel_array
     except Exception as err:  # pydicom raises many types for broken or unsupported pixel data
@@ -138,6 +142,21 @@ def decode(ds: Any, path: Path, max_pixels: int | None = None) -> np.ndarray:
                                "truncated or corrupt, or its transfer syntax is unsupported.") from err
     pixels = np.asarray(pixels)
     return pixels.astype(pixels.dtype.newbyteorder("=")) if not pixels.dtype.isnative else pixels
+
+
+def _check_rle_size(ds: Any, path: Path, pixels: int) -> None:
+    """Refuse RLE pixel data too short for what the header declares, before pydicom allocates the declared size: a
+    PackBits run of 2 bytes gives at most 128, so RLE holds at most 64 times its own size."""
+    from pydicom.uid import RLELossless
+
+    if getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None) != RLELossless or "PixelData" not in ds:
+        return
+    samples, bits = int(ds.get("SamplesPerPixel", 1) or 1), int(ds.get("BitsAllocated", 8) or 8)
+    declared, stored = pixels * samples * -(-bits // 8), len(ds.PixelData)
+    if declared > 64 * stored:
+        raise MedicalFileError(f"{path} declares {declared} bytes of pixels but holds {stored} bytes of RLE data, "
+                               f"which decode to at most {64 * stored}: the file is truncated or corrupt (check Rows, "
+                               "Columns and NumberOfFrames). Replace it with the archive's file.")
 
 
 def _item(ds: Any, keyword: str, sequence: str, frame: int | None) -> Any:
@@ -204,6 +223,14 @@ def _stack_values(frames: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray
     """The (columns, rows, slices) float32 volume of per-slice `_to_values`, padding filled over the volume."""
     values = np.stack([v for v, _ in frames], axis=-1).transpose(1, 0, 2).astype(np.float32, copy=False)
     return _fill_padding(values, np.stack([p for _, p in frames], axis=-1).transpose(1, 0, 2))
+
+
+def _finite(values: np.ndarray, path: Path) -> np.ndarray:
+    """float32 values with NaN / inf (a damaged RescaleSlope or float pixel data) replaced as NIfTI's are, with a
+    warning giving their count."""
+    from .nifti import replace_nonfinite
+
+    return replace_nonfinite(values, path.name)[0]
 
 
 def display_polarity(values: np.ndarray, ds: Any) -> np.ndarray:
@@ -298,14 +325,16 @@ def _modality(ds: Any) -> str | None:
 
 
 # -- files -------------------------------------------------------------------------------------------------------
-def read_dicom_file(path: str | Path, dtype: str = "float32", max_pixels: int | None = None) -> MedicalImage:
+def read_dicom_file(path: str | Path, dtype: str = "float32", max_pixels: int | None = MAX_PIXELS) -> MedicalImage:
     """One DICOM file: a single frame as a 2D image (rows, columns) as stored and shown by viewers, with its
     affine for (row, column, 0) (a colour image is (rows, columns, 3), PALETTE COLOR converted to RGB unless
     `dtype="stored"`); a multi-frame file as a (columns, rows, frames) volume sorted by frame position when the
     frames carry positions (enhanced CT/MR, RT Dose grids), else in stored order. Frames at repeated positions
-    (several time points or echoes in one file) are refused."""
+    (several time points or echoes in one file) are refused. `max_pixels` (default `MAX_PIXELS`, 2³⁰; None: no
+    limit) refuses files declaring more pixels (rows x columns x frames), before decoding."""
     check_dtype(dtype)
     path = Path(path)
+    check_content(path, "dicom")
     with _reading(path):
         return _read_file(open_dataset(path), path, dtype, max_pixels)
 
@@ -316,6 +345,11 @@ def _read_file(ds: Any, path: Path, dtype: str, max_pixels: int | None) -> Medic
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     modality = _modality(ds)
     if frames == 1:
+        expected = (int(ds.Rows), int(ds.Columns)) + ((samples,) if samples > 1 else ())
+        if stored.shape != expected:  # pydicom returns every frame the data holds, whatever the header says
+            raise MedicalFileError(f"{path} holds pixel data of shape {stored.shape}, not the one frame of "
+                                   f"{' x '.join(map(str, expected))} its header declares (Rows, Columns, "
+                                   "SamplesPerPixel, NumberOfFrames): the file is corrupt; replace it.")
         if dtype == "stored":
             values = stored
         elif samples > 1:
@@ -323,7 +357,7 @@ def _read_file(ds: Any, path: Path, dtype: str, max_pixels: int | None) -> Medic
         elif str(ds.get("PhotometricInterpretation", "")).strip() == "PALETTE COLOR":
             values, samples = _palette_rgb(stored, ds, path), 3
         else:
-            values = display_polarity(_fill_padding(*_to_values(stored, ds, 0)), ds)
+            values = _finite(display_polarity(_fill_padding(*_to_values(stored, ds, 0)), ds), path)
         iop, ipp, spacing = _geometry(ds, 0)
         affine = volume_affine(iop, ipp, None, spacing, _thickness(ds, 0))[:, [1, 0, 2, 3]]  # (row, column, 0)
         stated = spacing is not _UNIT
@@ -350,7 +384,7 @@ def _read_file(ds: Any, path: Path, dtype: str, max_pixels: int | None) -> Medic
     if dtype == "stored":
         volume = np.stack([stored[f] for f in order], axis=-1).transpose(1, 0, 2)
     else:
-        volume = display_polarity(_stack_values([_to_values(stored[f], ds, f) for f in order]), ds)
+        volume = _finite(display_polarity(_stack_values([_to_values(stored[f], ds, f) for f in order]), ds), path)
     first = positions[order[0]][1]
     spacing = positions[0][2]
     affine = volume_affine(iop, first, step, spacing, _thickness(ds, 0))
@@ -387,14 +421,15 @@ def _describe(uid: str, headers: Sequence[tuple[Path, Any]]) -> str:
 
 
 def read_dicom_series(folder: str | Path, series: str | None = None, dtype: str = "float32",
-                      max_pixels: int | None = None) -> MedicalImage:
+                      max_pixels: int | None = MAX_PIXELS) -> MedicalImage:
     """A folder holding one DICOM series as a (columns, rows, slices) volume sorted by slice position.
 
     Args:
         folder: the series folder (searched recursively).
         series (`str`, *optional*): the SeriesInstanceUID to read when the folder holds several.
         dtype (`str`, *optional*): `"float32"` (modality LUT applied) or `"stored"`.
-        max_pixels (`int`, *optional*): refuse series declaring more voxels than this, before decoding.
+        max_pixels (`int`, *optional*, defaults to `MAX_PIXELS`, 2³⁰): refuse series declaring more voxels than
+            this, before decoding; None: no limit.
     """
     check_dtype(dtype)
     folder = Path(folder)
@@ -439,9 +474,7 @@ def _read_series(folder: Path, series: str | None, dtype: str, max_pixels: int |
     first = members[0][1]
     with _reading(members[0][0]):
         rows, cols = int(first.Rows), int(first.Columns)
-    if max_pixels is not None and rows * cols * len(members) > max_pixels:
-        raise MedicalFileError(f"{folder} declares {len(members)} slices of {rows} x {cols} pixels, over the limit "
-                               f"of {max_pixels}: pass a smaller series.")
+    check_declared(folder, f"{len(members)} slices of {rows} x {cols}", rows * cols * len(members), max_pixels)
     geometry = []
     for path, ds in members:
         with _reading(path):
@@ -488,14 +521,14 @@ def _read_series(folder: Path, series: str | None, dtype: str, max_pixels: int |
         path = members[index][0]
         with _reading(path):
             ds = open_dataset(path)
-            stored = decode(ds, path)
+            stored = decode(ds, path, max_pixels=rows * cols)  # its header was checked: this is the file read now
             if stored.shape != (rows, cols):
                 raise MedicalFileError(f"{path} holds pixel data of shape {stored.shape}, not one grey {rows} x {cols}"
                                        " frame: remove it from the series.")
             slices.append(stored if dtype == "stored" else _to_values(stored, ds, None))
             datasets.append(_strip(ds))
     volume = (np.stack(slices, axis=-1).transpose(1, 0, 2) if dtype == "stored"
-              else display_polarity(_stack_values(slices), first))
+              else _finite(display_polarity(_stack_values(slices), first), folder))
     spacing = geometry[0][2]
     affine = volume_affine(iop, first_position, step, spacing, _thickness(first, None))
     zooms = (float(spacing[1]), float(spacing[0]), float(np.linalg.norm(affine[:3, 2]))) if spacing is not _UNIT \

@@ -34,11 +34,13 @@ _NORMAL = {0: "sagittal", 1: "coronal", 2: "axial"}  # RAS+ world axis -> the pl
 def _orientation(affine: np.ndarray, name: str) -> np.ndarray:
     from nibabel.orientations import io_orientation
 
-    ornt = io_orientation(np.asarray(affine, dtype=np.float64))
+    affine = np.asarray(affine, dtype=np.float64)
+    ornt = io_orientation(affine) if np.isfinite(affine).all() else np.full((3, 2), np.nan)
     if np.isnan(ornt).any():
         raise MedicalFileError(f"{name}: the affine {np.round(affine, 3).tolist()} does not define three axes "
-                               "(a zero or repeated direction); fix the file's geometry (NIfTI sform/qform, DICOM "
-                               "ImageOrientationPatient) or slice along a storage axis with axis=0, 1 or 2.")
+                               "(a zero, repeated or non-finite direction); fix the file's geometry (NIfTI "
+                               "sform/qform, DICOM ImageOrientationPatient) or slice along a storage axis with "
+                               "axis=0, 1 or 2.")
     return ornt
 
 

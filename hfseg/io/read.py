@@ -8,6 +8,7 @@ from pathlib import Path
 from .dicom import DICOM_EXTENSIONS, is_dicom, read_dicom_file, read_dicom_series
 from .errors import MedicalFileError
 from .image import MedicalImage, check_dtype
+from .limits import MAX_PIXELS
 from .nifti import NIFTI_EXTENSIONS, is_nifti, read_nifti
 from .pictures import PICTURE_EXTENSIONS, read_picture
 
@@ -34,7 +35,7 @@ def file_kind(path: str | os.PathLike) -> str:
 
 
 def read(path: str | os.PathLike, *, volume: int | None = None, series: str | None = None,
-         dtype: str = "float32", max_bytes: int | None = None, max_pixels: int | None = None) -> MedicalImage:
+         dtype: str = "float32", max_bytes: int | None = None, max_pixels: int | None = MAX_PIXELS) -> MedicalImage:
     """Read a picture, a DICOM file or series folder, or a NIfTI file.
 
     Args:
@@ -44,13 +45,16 @@ def read(path: str | os.PathLike, *, volume: int | None = None, series: str | No
         dtype (`str`, *optional*, defaults to `"float32"`): `"float32"` intensities (NIfTI scaling and the DICOM
             modality LUT applied, NaN/inf replaced) or `"stored"` (the stored values and type, e.g. for label files).
         max_bytes (`int`, *optional*): refuse larger files before reading them.
-        max_pixels (`int`, *optional*): refuse images or volumes declaring more pixels / voxels, before decoding.
+        max_pixels (`int`, *optional*, defaults to `MAX_PIXELS`, 2³⁰): refuse images or volumes whose header
+            declares more pixels / voxels, before decoding (a corrupt or hostile header cannot make hfseg allocate
+            what it declares); None: no limit.
 
     Returns:
         `MedicalImage`: the array in native byte order with spacing, affine, modality and source metadata.
 
     Raises:
-        MedicalFileError: missing, empty, too large, unsupported, corrupt, or ambiguous (4D without `volume`, a
+        MedicalFileError: missing, empty, too large, unsupported, named as one type but holding another (a PNG
+            renamed .dcm), corrupt, or ambiguous (4D without `volume`, a
             folder of several series); the message names the file and the fix.
     """
     check_dtype(dtype)

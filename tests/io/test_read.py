@@ -94,3 +94,55 @@ def test_list_inputs_files_and_missing_paths_kept(tmp_path):
     assert list_inputs([image, missing, empty]) == [image, missing, empty]
     with pytest.raises(MedicalFileError, match="no DICOM images"):
         read(empty)
+
+
+# -- checked by content ------------------------------------------------------------------------------------------------
+def test_content_kind_by_magic_bytes(tmp_path):
+    import gzip
+
+    import nibabel as nib
+
+    from hfseg.io import content_kind
+
+    png = picture(tmp_path / "a.png")
+    Image.fromarray(np.zeros((3, 4), np.uint8)).save(tmp_path / "b.jpg")
+    Image.fromarray(np.zeros((3, 4), np.uint8)).save(tmp_path / "c.tif")
+    nifti = tmp_path / "d.nii"
+    nib.save(nib.Nifti1Image(np.zeros((2, 2, 2), np.int16), np.eye(4)), nifti)
+    nifti2 = tmp_path / "e.nii"
+    nib.save(nib.Nifti2Image(np.zeros((2, 2, 2), np.int16), np.eye(4)), nifti2)
+    packed = tmp_path / "f.gz"
+    packed.write_bytes(gzip.compress(nifti.read_bytes()))
+    other = tmp_path / "g.gz"
+    other.write_bytes(gzip.compress(b"hello"))
+    text = tmp_path / "h.txt"
+    text.write_text("Patient: anonymous, 37 años\n")
+    binary = tmp_path / "i.bin"
+    binary.write_bytes(bytes(range(256)))
+    assert content_kind(png) == ("picture", "PNG image")
+    assert content_kind(tmp_path / "b.jpg") == ("picture", "JPEG image")
+    assert content_kind(tmp_path / "c.tif") == ("picture", "TIFF image")
+    assert content_kind(get_testdata_file("CT_small.dcm")) == ("dicom", "DICOM file")
+    assert content_kind(nifti) == content_kind(nifti2) == ("nifti", "NIfTI volume")
+    assert content_kind(packed) == ("nifti", "gzip-compressed NIfTI volume")
+    assert content_kind(other) == ("gzip", "gzip archive")
+    assert content_kind(text) == ("text", "text file")
+    assert content_kind(binary) is None and content_kind(tmp_path / "missing") is None
+
+
+def test_read_refuses_a_file_whose_content_is_another_type(tmp_path):
+    renamed = tmp_path / "scan.dcm"
+    renamed.write_bytes(picture(tmp_path / "a.png").read_bytes())
+    with pytest.raises(MedicalFileError, match="scan.dcm: it is named as a DICOM file but holds a PNG image"):
+        read(renamed)
+    dicom_as_png = tmp_path / "ct.png"
+    dicom_as_png.write_bytes(Path(get_testdata_file("CT_small.dcm")).read_bytes())
+    with pytest.raises(MedicalFileError, match="holds a DICOM file; rename it to .dcm"):
+        read(dicom_as_png)
+    text = tmp_path / "notes.nii"
+    text.write_text("not a volume")
+    with pytest.raises(MedicalFileError, match="notes.nii: corrupt or not a NIfTI file \\(it holds text\\)"):
+        read(text)
+    as_jpeg = tmp_path / "photo.png"  # within pictures, Pillow reads by content
+    Image.fromarray(np.full((3, 4), 7, np.uint8)).save(as_jpeg, format="JPEG")
+    assert read(as_jpeg).array.shape == (3, 4)
