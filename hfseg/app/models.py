@@ -9,7 +9,8 @@ A Space serves whoever opens it, so the models are an allowlist set by the opera
 - `HFSEG_CLASSIFIERS`: the image classifiers offered, comma-separated; default: none.
 - `HFSEG_ALLOW_ANY_MODEL=1`: visitors may also type any folder or Hub id (off by default).
 - `HFSEG_TRUST_REMOTE_CODE=1`: load models whose code ships with them (`trust_remote_code=True`): it runs that
-  code in the Space, so allow it only for models you trust, never with `HFSEG_ALLOW_ANY_MODEL` (off by default).
+  code in the Space, so allow it only for models you trust (off by default). It applies to the listed models only: a
+  folder or Hub id a visitor types (with `HFSEG_ALLOW_ANY_MODEL=1`) never runs its code.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ class ModelPolicy:
         models (`tuple[str, ...]`): segmentation models (folders or Hub ids) offered, the first is the default.
         classifiers (`tuple[str, ...]`, *optional*): image classifiers offered (none by default).
         allow_any (`bool`, *optional*, defaults to `False`): any other folder or Hub id is accepted too.
-        trust_remote_code (`bool`, *optional*, defaults to `False`): load models whose code ships with them.
+        trust_remote_code (`bool`, *optional*, defaults to `False`): load the listed models whose code ships with
+            them (never a typed one: `trusts`).
         labels (`dict[str, str]`, *optional*): names shown instead of a model's folder (by its real path) or id.
     """
 
@@ -108,14 +110,20 @@ class ModelPolicy:
         """`(label, name)` pairs of `names` for a dropdown."""
         return [(self.label(name), name) for name in names]
 
+    def listed(self, name: str) -> bool:
+        """Whether `name` is one of the offered models or classifiers (the same folder counts, however written)."""
+        return _key(name) in {_key(m) for m in (*self.models, *self.classifiers)}
+
+    def trusts(self, name: str) -> bool:
+        """Whether model `name` may run code shipped with it: `trust_remote_code` is on and `name` is listed (a
+        name typed under `allow_any` never is)."""
+        return self.trust_remote_code and self.listed(name)
+
     def check(self, name: str) -> None:
         """Raise a `ModelError` naming the offered models when `name` is not on the list (and `allow_any` is off)."""
-        if self.allow_any:
+        if self.allow_any or self.listed(name):
             return
-        allowed = {_key(m) for m in (*self.models, *self.classifiers)}
-        if _key(name) in allowed:
-            return
-        if not allowed:
+        if not (self.models or self.classifiers):
             raise ModelError(f"This demo offers no models: its operator sets {MODEL_ENV} or {MODELS_ENV} (a folder "
                              "or a Hub id).")
         offered = ", ".join(repr(self.label(m)) for m in (*self.models, *self.classifiers))
@@ -190,8 +198,8 @@ def get_model(name: str | None, policy: ModelPolicy | None = None) -> LoadedMode
 
     Args:
         name (`str`): a folder or Hub id.
-        policy (`ModelPolicy`, *optional*): the models allowed, and whether remote code may run; None (library use)
-            allows any model, without remote code. The app always passes its policy.
+        policy (`ModelPolicy`, *optional*): the models allowed, and whether remote code may run (`trusts`); None
+            (library use) allows any model, without remote code. The app always passes its policy.
 
     A Hub id that could not be loaded is not retried for `HUB_RETRY_AFTER_S` seconds (the same error is raised), so
     that an offline Space answers at once instead of retrying the Hub on every click.
@@ -205,7 +213,7 @@ def get_model(name: str | None, policy: ModelPolicy | None = None) -> LoadedMode
         raise ModelError("No model given: choose one of the demo's models.")
     if policy is not None:
         policy.check(name)
-    trust = bool(policy and policy.trust_remote_code)
+    trust = bool(policy and policy.trusts(name))
     failed = _hub_failures.get(name)
     if failed and time.monotonic() - failed[0] < HUB_RETRY_AFTER_S:
         raise ModelError(failed[1])
@@ -215,8 +223,8 @@ def get_model(name: str | None, policy: ModelPolicy | None = None) -> LoadedMode
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
         hint = ""
         if "trust_remote_code" in str(err):
-            hint = (f" This model runs code shipped with it, which this demo does not allow (its operator can, with "
-                    f"{REMOTE_CODE_ENV}=1, for models they trust).")
+            hint = (f" This model runs code shipped with it, which this demo does not allow (its operator can, for "
+                    f"models they list and trust, with {REMOTE_CODE_ENV}=1).")
         message = f"Cannot load model {name!r}: {str(err).rstrip('.').strip()}.{hint}"
         if not os.path.exists(name):
             _hub_failures[name] = (time.monotonic(), message)

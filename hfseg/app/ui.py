@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from starlette.middleware import Middleware
 
 from ..threads import configure_threads
 from .areas import AREA_HEADERS
@@ -58,8 +61,63 @@ INTRO = (
     "class and, for attention U-Nets, the attention gates' maps. A classifier, when given, adds its class "
     f"probabilities. Files up to {MAX_FILE_BYTES // 1024 ** 2} MB and {MAX_SIDE} x {MAX_SIDE} pixels."
 )
+# Waiting events the queue holds (running ones not counted); more are told the queue is full. At about a second an
+# answer (a 256 x 256 image on 2 idle cores), the last one waits some 15 s.
+MAX_QUEUE = 16
 # Small maps (a 128 x 128 CAM) fill their box instead of staying at their pixel size.
 CSS = "#cam img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }"
+
+
+def _save_pil_to_cache(img: Any, cache_dir: str, name: str = "image", format: str = "webp") -> str:
+    """gradio's `processing_utils.save_pil_to_cache`, written atomically (a temporary file renamed into place).
+
+    gradio names a cached image after the hash of its bytes and rewrites it in place (`write_bytes`), so two requests
+    with the same answer (two visitors clicking the same example) truncate and rewrite the file one of them is
+    downloading: its client gets fewer bytes than announced (`RemoteProtocolError: peer closed connection without
+    sending complete message body`). Renamed into place, the path always holds the complete file.
+    """
+    from gradio import processing_utils
+
+    data = processing_utils.encode_pil_to_bytes(img, format)
+    folder = Path(cache_dir) / processing_utils.hash_bytes(data)
+    folder.mkdir(exist_ok=True, parents=True)
+    target = (folder / f"{name}.{format}").resolve()
+    handle, staging = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.replace(staging, target)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+    return str(target)
+
+
+def atomic_image_cache() -> None:
+    """Make gradio write the images it caches for its outputs atomically (`_save_pil_to_cache`); idempotent."""
+    from gradio import processing_utils
+
+    processing_utils.save_pil_to_cache = _save_pil_to_cache
+
+
+REMOTE_FILE = re.compile(r"/file=\s*https?:", re.IGNORECASE)  # what gradio takes for a URL there
+
+
+class NoRemoteFiles:
+    """ASGI middleware refusing `/gradio_api/file=<URL>`: gradio fetches any public URL given there for whoever asks
+    (an open proxy, to the Hub or anywhere); the demo serves only its own files."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope.get("type") == "http" and REMOTE_FILE.search(scope.get("path", "")):
+            from starlette.responses import PlainTextResponse
+
+            await PlainTextResponse("This demo serves its own files only, not URLs.", status_code=403)(
+                scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def describe_model(name: str, policy: ModelPolicy | None = None) -> tuple[Any, Any, str]:
@@ -136,14 +194,18 @@ def _model_pickers(policy: ModelPolicy) -> tuple[gr.Dropdown, gr.Dropdown]:
 
 
 def build_demo(models: ModelPolicy | str | os.PathLike | None = None,
-               examples: Sequence[str] | str | os.PathLike | None = None) -> gr.Blocks:
-    """The demo's `gr.Blocks`.
+               examples: Sequence[str] | str | os.PathLike | None = None, max_queue: int | None = MAX_QUEUE
+               ) -> gr.Blocks:
+    """The demo's `gr.Blocks`, its queue set (see the module docstring).
 
     Args:
         models (`ModelPolicy` or `str`, *optional*): the models offered (`as_policy`): a policy, one folder or Hub
             id, or None for the operator's environment variables (`hfseg.app.models`).
         examples (`list[str]` or `str`, *optional*): example files, or a folder of them (`example_files`).
+        max_queue (`int`, *optional*, defaults to `MAX_QUEUE`): waiting events the queue holds before it tells
+            visitors it is full; None for no limit.
     """
+    atomic_image_cache()
     policy = as_policy(models)
     files = example_files(examples) if isinstance(examples, (str, os.PathLike)) else list(examples or [])
 
@@ -194,22 +256,29 @@ def build_demo(models: ModelPolicy | str | os.PathLike | None = None,
             segment_event, inputs, outputs, api_visibility="private", **once)
         slice_slider.release(segment_event, inputs, outputs, api_visibility="private", **once)
         cam_class.input(segment_event, inputs, outputs, api_visibility="private", **once)
+    demo.queue(max_size=max_queue, default_concurrency_limit=1)
     return demo
 
 
 def launch(models: ModelPolicy | str | os.PathLike | None = None,
-           examples: Sequence[str] | str | os.PathLike | None = None, **kwargs: Any) -> gr.Blocks:
-    """Build the demo (`build_demo(models, examples)`) and serve it (`gr.Blocks.launch(**kwargs)`), refusing uploads
-    over `MAX_FILE_BYTES`. Sets torch's CPU threads first (`configure_threads`: the available cores, unless
-    `OMP_NUM_THREADS` says otherwise); the default model is loaded and warmed up (`warm_up`) in the background."""
+           examples: Sequence[str] | str | os.PathLike | None = None, max_queue: int | None = MAX_QUEUE,
+           **kwargs: Any) -> gr.Blocks:
+    """Build the demo (`build_demo(models, examples, max_queue)`) and serve it (`gr.Blocks.launch(**kwargs)`),
+    refusing uploads over `MAX_FILE_BYTES`, serving no local file but the examples (`allowed_paths`) and fetching no
+    URL for a visitor (`NoRemoteFiles`). Sets torch's CPU threads first (`configure_threads`: the available cores,
+    unless `OMP_NUM_THREADS` says otherwise); the default model is loaded and warmed up (`warm_up`) in the
+    background."""
     configure_threads()
     policy = as_policy(models)
     if policy.default:
         threading.Thread(target=warm_up, args=(policy.default, policy), daemon=True).start()
-    demo = build_demo(policy, examples)
+    demo = build_demo(policy, examples, max_queue)
     folder = [str(examples)] if isinstance(examples, (str, os.PathLike)) else []
     kwargs.setdefault("max_file_size", MAX_FILE_BYTES)
     kwargs.setdefault("css", CSS)
     kwargs.setdefault("allowed_paths", folder)
+    app_kwargs = dict(kwargs.get("app_kwargs") or {})
+    app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), Middleware(NoRemoteFiles)]
+    kwargs["app_kwargs"] = app_kwargs
     demo.launch(**kwargs)
     return demo

@@ -131,7 +131,11 @@ def run_predict(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as err:
         if args.debug:
             raise
-        print(f"error: cannot load the model {args.model}: {err}", file=sys.stderr)
+        hint = ""
+        if "trust_remote_code" in str(err) and not args.trust_remote_code:
+            hint = (" (this model runs code shipped with it: add --trust-remote-code only if you trust that code, "
+                    "since it runs on this machine)")
+        print(f"error: cannot load the model {args.model}: {err}{hint}", file=sys.stderr)
         return 1
     if is_classifier(model):
         print(f"error: {args.model} is an image classifier; hfseg predict needs a segmentation model.",

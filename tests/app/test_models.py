@@ -150,3 +150,21 @@ def test_failed_hub_id_is_not_retried_at_once(monkeypatch):
     with pytest.raises(ModelError):
         get_model("someone/model")
     assert len(calls) == 2
+
+
+def test_remote_code_runs_for_listed_models_only(shipped_code_checkpoint, monkeypatch):
+    """With remote code allowed and any model allowed, a typed folder's code still never runs; a listed one's does."""
+    from hfseg.app import models
+
+    folder, marker = shipped_code_checkpoint
+    monkeypatch.setattr(models, "_hub_failures", {})
+    typed = ModelPolicy(models=("a/b",), allow_any=True, trust_remote_code=True)
+    assert typed.trusts("a/b") and not typed.trusts(str(folder))
+    with pytest.raises(ModelError, match=f"trust_remote_code.*models they list and trust, with {REMOTE_CODE_ENV}=1"):
+        get_model(str(folder), typed)
+    assert not marker.exists()
+    listed = ModelPolicy(models=(str(folder) + os.sep,), trust_remote_code=True)
+    assert listed.trusts(str(folder)) and not ModelPolicy(models=(str(folder),)).trusts(str(folder))
+    with pytest.raises(ModelError, match="Cannot load model"):  # its code ran; the model class it names does not exist
+        get_model(str(folder), listed)
+    assert marker.exists()

@@ -141,3 +141,17 @@ def test_app_file_offers_the_bundled_model(monkeypatch):
     assert namespace["EXAMPLES"] == EXAMPLES and callable(namespace["launch"])
     assert namespace["MODEL"] == SPACE_MODEL
     assert ModelPolicy.from_environment(bundled=namespace["MODEL"]).default == str(SPACE_MODEL)
+
+
+def test_the_operator_sets_the_queue_size(monkeypatch):
+    from hfseg.app.ui import MAX_QUEUE
+
+    max_queue = runpy.run_path(str(SPACES / "app.py"), run_name="space_app")["max_queue"]
+    monkeypatch.delenv("HFSEG_MAX_QUEUE", raising=False)
+    assert max_queue() == MAX_QUEUE
+    monkeypatch.setenv("HFSEG_MAX_QUEUE", " 40 ")
+    assert max_queue() == 40
+    for bad in ("0", "-3", "many"):
+        monkeypatch.setenv("HFSEG_MAX_QUEUE", bad)
+        with pytest.raises(SystemExit, match="HFSEG_MAX_QUEUE"):
+            max_queue()

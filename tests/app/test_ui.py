@@ -76,6 +76,8 @@ def test_every_model_call_shares_one_queue_slot():
     demo = build_demo("some/model")
     runs = [fn for fn in demo.fns.values() if fn.name == "segment_event"]
     assert len(runs) == 4 and {(fn.concurrency_limit, fn.concurrency_id) for fn in runs} == {(1, "segment")}
+    assert demo._queue.max_size == ui.MAX_QUEUE and demo._queue.default_concurrency_limit == 1
+    assert build_demo("some/model", max_queue=3)._queue.max_size == 3
     assert [fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"] == ["segment"]
 
 
@@ -92,7 +94,7 @@ def test_launch_sets_the_threads_and_warms_up_the_default(monkeypatch, gated_mod
     launch(gated_model, EXAMPLES, quiet=True)
     assert warmed.wait(30) and calls[0] == "threads"
     assert ("warm_up", gated_model, (gated_model,)) in calls
-    assert ["allowed_paths", "css", "max_file_size", "quiet"] in calls
+    assert ["allowed_paths", "app_kwargs", "css", "max_file_size", "quiet"] in calls
 
 
 def test_without_gradio_the_error_says_how_to_install_it():
@@ -255,3 +257,56 @@ def test_browser_shows_the_overlay(app_url, gated_model, tmp_path):
         assert _near(before, PALETTE[k]) == 0
         assert _near(after, PALETTE[k]) > 0.02 * after.shape[0] * after.shape[1], ID2LABEL[k]
         assert ID2LABEL[k] in legend
+
+
+# -- nothing read from the server ----------------------------------------------------------------------------------
+def test_the_file_route_serves_no_local_file_but_the_examples(app_url, gated_model):
+    import httpx
+
+    example = EXAMPLES / "brain_06.png"
+    assert httpx.get(f"{app_url}gradio_api/file={example}", timeout=60).status_code == 200  # allowed_paths
+    port = app_url.rstrip("/").rsplit(":", 1)[-1]
+    for path in ("/etc/passwd", SPACE_MODEL / "model.safetensors", SPACE_MODEL / "config.json",
+                 EXAMPLES.parent / "app.py", f"{gated_model}/config.json", f"{EXAMPLES}/../app.py",
+                 "../../../../etc/passwd"):
+        response = httpx.get(f"{app_url}gradio_api/file={path}", timeout=60)
+        assert response.status_code in (403, 404), (path, response.status_code)
+    for url in (f"http://127.0.0.1:{port}/config", "https://huggingface.co/someone/model/resolve/main/config.json",
+                " HTTPS://example.org/x"):  # gradio would fetch a public URL for the visitor
+        response = httpx.get(f"{app_url}gradio_api/file={url}", timeout=60)
+        assert response.status_code == 403 and "not URLs" in response.text, (url, response.text)
+
+
+def _call(app_url: str, data: list) -> str:
+    """The event stream of one `/segment` call through gradio's REST API (no client-side checks)."""
+    import httpx
+
+    posted = httpx.post(f"{app_url}gradio_api/call/segment", json={"data": data}, timeout=60)
+    assert posted.status_code == 200, posted.text
+    return httpx.get(f"{app_url}gradio_api/call/segment/{posted.json()['event_id']}", timeout=120).text
+
+
+def test_an_input_naming_a_server_file_is_never_read(app_url, gated_model, monkeypatch, tmp_path):
+    """A request whose file is a path on the server (not an upload) is refused before the app sees it."""
+    from hfseg.app import predict
+
+    read = []
+    monkeypatch.setattr(predict, "read_upload", lambda *args, **kwargs: read.append(args) or pytest.fail("read"))
+    secret = tmp_path / "patient.dcm"
+    secret.write_bytes((EXAMPLES / "brain_mr.dcm").read_bytes())
+    for path in (str(secret), str(EXAMPLES / "brain_mr.dcm"), "/etc/passwd"):
+        stream = _call(app_url, [gated_model, {"path": path, "meta": {"_type": "gradio.FileData"}}, 0, AUTO_CLASS,
+                                 ""])
+        assert "event: error" in stream and "event: complete" not in stream, stream
+    assert read == []
+
+
+def test_a_typed_model_never_reaches_from_pretrained(app_url, gated_model, plain_model, monkeypatch):
+    """Off the list: a Hub id, a real model folder on the server, a path; as the model or the classifier."""
+    from hfseg.app import models
+
+    monkeypatch.setattr(models, "load_model", lambda *args, **kwargs: pytest.fail(f"loaded {args}"))
+    for model, classifier in (("someone/model", ""), (plain_model, ""), ("../../etc", ""),
+                              (gated_model, "someone/classifier"), (gated_model, plain_model)):
+        stream = _call(app_url, [model, None, 0, AUTO_CLASS, classifier])
+        assert "event: error" in stream and "not in the list of choices" in stream, stream

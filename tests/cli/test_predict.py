@@ -150,3 +150,16 @@ def test_a_3d_model_writes_a_nifti_aligned_with_each_input_volume(tiny_3d_run, s
     np.testing.assert_array_equal(first, second)  # a 3D model sees the stored voxels whatever the orientation
     rows = list(csv.DictReader(open(tmp_path / "out" / "volumes.csv")))
     assert [r["status"] for r in rows] == ["ok", "ok"] and rows[0]["unit"] == "mm3"
+
+
+def test_shipped_model_code_runs_only_with_trust_remote_code(shipped_code_checkpoint, inputs, tmp_path, capsys):
+    folder, marker = shipped_code_checkpoint
+    args = ["predict", str(inputs["pictures"]), "--model", str(folder), "--output-dir", str(tmp_path / "out")]
+    with pytest.raises(SystemExit, match="1"):
+        main(args)
+    err = capsys.readouterr().err
+    assert "error: cannot load the model" in err and "add --trust-remote-code only if you trust" in err, err
+    assert not marker.exists()
+    with pytest.raises((SystemExit, Exception)):  # the code runs, then the model (no such class) fails to load
+        main([*args, "--trust-remote-code"])
+    assert marker.exists()
