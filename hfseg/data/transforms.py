@@ -40,6 +40,12 @@ transform owns a `torch.Generator` and runs each call under `torch.random.fork_r
 global RNG untouched; inside a `DataLoader` worker the generator is re-seeded from `seed` and the worker's seed,
 so workers and epochs still differ.
 
+Exact resume: `item_rng(seed, epoch, index)` runs a block under torch's CPU RNG forked and seeded by
+`item_seed(seed, epoch, index)` (a `np.random.SeedSequence` of the three), so an item's draws depend on those three
+numbers only (not on the process, the worker, or what was drawn before); the training recipe applies each item's
+transform under it (`hfseg.training.sampling`), so a run killed and resumed mid-epoch augments every item as the
+uninterrupted run did.
+
 `expand` is the offline counterpart: the cancer study's flip x4 expansion, written as a new `Dataset`.
 """
 
@@ -61,7 +67,8 @@ from PIL import Image
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-__all__ = ["AugmentConfig", "SegmentationTransform", "ClassificationTransform", "expand", "EXPAND_OPS"]
+__all__ = ["AugmentConfig", "SegmentationTransform", "ClassificationTransform", "expand", "EXPAND_OPS", "item_seed",
+           "item_rng"]
 
 EXPAND_OPS = ("identity", "hflip", "vflip", "hvflip")
 _PROBABILITIES = ("hflip", "vflip", "rot90", "elastic_p", "intensity_p")
@@ -173,6 +180,32 @@ def _pair(name: str, value: Any) -> tuple[float, float]:
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
         raise ValueError(f"AugmentConfig.{name} must hold two finite numbers, got {value!r}.")
     return float(value[0]), float(value[1])
+
+
+# -- per-item seeding ----------------------------------------------------------------------------------------------
+def item_seed(*key: int) -> int:
+    """A 63-bit seed that depends only on `key` (e.g. seed, epoch, sample index), via `np.random.SeedSequence`.
+
+    The key's length is the sequence's `spawn_key`: SeedSequence alone pads its entropy with zeros, so `(s, e)` and
+    `(s, e, 0)` would give one seed."""
+    if not key or any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0 for k in key):
+        raise ValueError(f"item_seed needs non-negative integers (e.g. seed, epoch, index), got {key!r}.")
+    sequence = np.random.SeedSequence([int(k) for k in key], spawn_key=(len(key),))
+    low, high = sequence.generate_state(2, dtype=np.uint32)
+    return (int(high) << 32 | int(low)) & (2**63 - 1)
+
+
+@contextmanager
+def item_rng(*key: int) -> Iterator[None]:
+    """Run the block under torch's CPU RNG forked and seeded with `item_seed(*key)`; the global state is restored
+    after, so the block's draws are a function of `key` alone and draw nothing from the caller's RNG.
+
+    Only the CPU generator is seeded (the transforms run on CPU tensors): `torch.manual_seed` would also reseed
+    the GPU generators, which the fork does not restore, and costs ~40x more per item."""
+    seed = item_seed(*key)
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        yield
 
 
 # -- augmentation ops ----------------------------------------------------------------------------------------------

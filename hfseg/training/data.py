@@ -33,6 +33,7 @@ from ..data import id2label as dataset_id2label
 from ..data.transforms import AugmentConfig, ClassificationTransform, SegmentationTransform
 from ..models.unet.image_processing_unet import UNetImageProcessor, resolve_instance_classes
 from .config import RecipeConfig
+from .sampling import EpochSampler, KeyedDataset
 
 Emphasis = Callable[[np.ndarray], np.ndarray]
 
@@ -321,7 +322,10 @@ def build_dataloaders(
 ) -> tuple[DataLoader | StreamLoader, DataLoader | None]:
     """Training loader (shuffled, augmented) and evaluation loader (in order, no augmentation).
 
-    A streaming training split gives a `StreamLoader` of process `rank`'s shards (of `world_size`) on `device`.
+    The training loader's items are a function of (`train.seed`, epoch, index) (`sampling.py`): call
+    `loader.sampler.set_epoch(epoch)` (or accelerate's `set_epoch` of the prepared loader) before each epoch; a
+    loader iterated again without it repeats its epoch. No loader draws from the global RNG. A streaming training
+    split gives a `StreamLoader` of process `rank`'s shards (of `world_size`) on `device`.
     """
     transform = _transform(cfg, data, train=True)
     if os.environ.get(SAMPLE_LOG_ENV):
@@ -335,12 +339,19 @@ def build_dataloaders(
         part = part.map(transform, batched=True, batch_size=cfg.train.batch_size, remove_columns=part.column_names)
         stream = DataLoader(part, batch_size=cfg.train.batch_size, **common)
         train_loader = StreamLoader(stream, stream_batches_per_epoch(cfg, world_size), device)
-    else:
-        train = data.train.with_transform(transform)
-        train_loader = DataLoader(train, batch_size=cfg.train.batch_size, shuffle=True, drop_last=False, **common)
+    else:  # shuffled and augmented as a function of (seed, epoch, index): exact on resume (`sampling.py`)
+        seed = cfg.train.seed
+        train = KeyedDataset(data.train.with_transform(transform), seed)
+        train_loader = DataLoader(train, batch_size=cfg.train.batch_size, sampler=EpochSampler(len(train), seed),
+                                  drop_last=False, generator=_loader_generator(seed), **common)
     if data.eval is None:
         return train_loader, None
     evaluation = data.eval.with_transform(_transform(cfg, data, train=False))
     eval_loader = DataLoader(evaluation, batch_size=cfg.train.eval_batch_size or cfg.train.batch_size,
-                             shuffle=False, **common)
+                             shuffle=False, generator=_loader_generator(cfg.train.seed), **common)
     return train_loader, eval_loader
+
+
+def _loader_generator(seed: int) -> torch.Generator:
+    """A loader's own generator: a new iterator draws its workers' base seed from it, not from the global RNG."""
+    return torch.Generator().manual_seed(int(seed))

@@ -33,8 +33,6 @@ from tqdm.auto import tqdm
 
 from ..data import dataset_modality, load
 from ..data import id2label as dataset_id2label
-from ..data.augment3d import VolumeAugmentConfig, build_volume_augmentation
-from ..data.patches import PatchDataset
 from ..data.volumes import case_arrays
 from ..evaluation.volumes import is_volume_dataset, predict_cases, score_cases, shown_slice
 from ..models.unet.image_processing_unet import UNetImageProcessor
@@ -141,6 +139,10 @@ def load_volume_data(cfg: RecipeConfig, progress: bool = True) -> VolumeRecipeDa
 
 def build_volume_dataloaders(cfg: RecipeConfig, data: VolumeRecipeData) -> tuple[DataLoader, None]:
     """The training loader of patches (no evaluation loader: whole volumes are evaluated by the task)."""
+    # Imported here: MONAI (augment3d) takes seconds to import, and only volume runs need it.
+    from ..data.augment3d import VolumeAugmentConfig, build_volume_augmentation
+    from ..data.patches import PatchDataset
+
     plan = data.plan
     augmentation = build_volume_augmentation(VolumeAugmentConfig.from_dict(cfg.augment), list(plan.patch_size),
                                              list(plan.mirror_axes))
@@ -149,9 +151,11 @@ def build_volume_dataloaders(cfg: RecipeConfig, data: VolumeRecipeData) -> tuple
                            foreground_fraction=cfg.data.foreground_fraction, seed=cfg.train.seed,
                            augmentation=augmentation, slice_axis=plan.slice_axis if plan.spatial_dims == 2 else None)
     workers = cfg.data.num_workers
-    # `PatchDataset.set_epoch` reaches persistent workers too (the epoch lives in shared memory).
+    # `PatchDataset.set_epoch` reaches persistent workers too (the epoch lives in shared memory); the loader's own
+    # generator keeps a new iterator (each epoch, a resumed one) from drawing on the global RNG.
     loader = DataLoader(patches, batch_size=cfg.train.batch_size, shuffle=False, num_workers=workers,
-                        persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
+                        persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
+                        generator=torch.Generator().manual_seed(int(cfg.train.seed)))
     return loader, None
 
 

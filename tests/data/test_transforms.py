@@ -15,6 +15,8 @@ from hfseg.data.transforms import (
     ClassificationTransform,
     SegmentationTransform,
     expand,
+    item_rng,
+    item_seed,
 )
 from hfseg.models.unet.image_processing_unet import UNetImageProcessor
 
@@ -302,6 +304,36 @@ def test_global_rng_without_seed():
     first = run(transform, [image], [label])["pixel_values"][0]
     torch.manual_seed(11)
     assert torch.equal(first, run(transform, [image], [label])["pixel_values"][0])
+
+
+def test_item_seed_is_a_function_of_its_key():
+    seeds = {key: item_seed(*key) for key in [(0, 0, 0), (0, 0, 1), (0, 1, 0), (1, 0, 0), (0, 0), (7, 3, 123456)]}
+    assert len(set(seeds.values())) == len(seeds)  # distinct keys, distinct seeds
+    assert all(0 <= seed < 2**63 and item_seed(*key) == seed for key, seed in seeds.items())
+    # Independent reference: numpy's SeedSequence of the key (its length as spawn key), its first two 32-bit words.
+    low, high = np.random.SeedSequence([7, 3, 123456], spawn_key=(3,)).generate_state(2, dtype=np.uint32)
+    assert seeds[(7, 3, 123456)] == (int(high) << 32 | int(low)) & (2**63 - 1)
+    for bad in [(), (-1, 0, 0), (0, 1.5, 0), (True, 0)]:
+        with pytest.raises(ValueError, match="non-negative integers"):
+            item_seed(*bad)
+
+
+def test_item_rng_draws_depend_on_the_key_only_and_leave_the_global_rng_alone():
+    image, label = encoded_image(block_label()), block_label()
+    transform = SegmentationTransform(raw_processor(), GEOMETRIC["all"] | INTENSITY, train=True)  # global RNG
+
+    def draw(key):
+        with item_rng(*key):
+            return run(transform, [image], [label])["pixel_values"][0]
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        state = torch.get_rng_state()
+        first = draw((0, 2, 5))
+        assert torch.equal(torch.get_rng_state(), state)
+        torch.rand(100)  # whatever was drawn before does not matter
+        assert torch.equal(draw((0, 2, 5)), first)
+        assert not torch.equal(draw((0, 3, 5)), first) and not torch.equal(draw((0, 2, 6)), first)
 
 
 # -- classification ------------------------------------------------------------------------------------------------
