@@ -47,7 +47,8 @@ def run_config(name: str, seed: int, steps: int, batch_size: int, lr: float, out
         "loss.name": "dice_ce", "augment": {"hflip": 0.5, "vflip": 0.5},
         "train.batch_size": batch_size, "train.max_steps": steps, "train.epochs": 10**6,
         "train.eval_every": 10**6, "train.checkpointing": 10**9, "train.checkpoints_total_limit": 1,
-        "train.seed": seed, "train.output_dir": output_dir, "train.report_to": None, "train.panels": 0,
+        "train.seed": seed, "train.output_dir": output_dir, "train.overwrite_output_dir": True, "train.report_to": None,
+        "train.panels": 0,
         "train.mixed_precision": precision, "model.channels_last": channels_last, "model.compile": compile,
     }
     if name in HFSEG_MODELS:

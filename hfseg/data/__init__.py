@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import datasets
 
-from .common import DatasetFormatError
+from .common import DatasetFormatError, skipped_items
 from .demo import DEMO_ID2LABEL
 from .features import classification_features, id2label, segmentation_features
 from .modality import dataset_modality
@@ -89,4 +89,5 @@ def loader_function(name: str):
 
 
 __all__ = ["DEMO_ID2LABEL", "DatasetFormatError", "available", "classification_features", "dataset_modality",
-           "group_split", "id2label", "load", "loader_function", "segmentation_features", "volume_features"]
+           "group_split", "id2label", "load", "loader_function", "segmentation_features", "skipped_items",
+           "volume_features"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
+import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -89,9 +91,9 @@ def skipping(name: str, items: Sequence[Any], read: Callable[[Any], dict[str, An
              ) -> Iterator[dict[str, Any]]:
     """Yield `read(item)` for each item; with `skip_bad`, items raising `DatasetFormatError` are left out.
 
-    Each skipped item is reported in a warning with its error.
-    The count of skipped items is recovered by `build_splits` from the row count (so it is also reported when
-    the dataset is reloaded from the cache and no generator runs).
+    Each skipped item is reported in a warning with its error, and listed (item, error) in the skip log of the
+    split being built, which `build_splits` keeps next to the cache (`skipped_items` reads it back, also when the
+    dataset is reloaded from the cache and no generator runs).
     """
     for item in items:
         try:
@@ -100,6 +102,7 @@ def skipping(name: str, items: Sequence[Any], read: Callable[[Any], dict[str, An
             if not skip_bad:
                 raise
             warnings.warn(f"{name}: skipping an item: {err}", stacklevel=2)
+            _log_skip(item, err)
             continue
         if row is not None:
             yield row
@@ -130,10 +133,81 @@ def source_stamp(items: Sequence[Any]) -> str:
     return digest.hexdigest()
 
 
-def _keyed(generate: Callable[..., Iterator[dict[str, Any]]], cache_key: str, **kwargs: Any,
-           ) -> Iterator[dict[str, Any]]:
-    """Runs `generate`; `cache_key` only enters the `datasets` fingerprint."""
-    yield from generate(**kwargs)
+# The skip log of the split being generated in this process (`datasets` may run shards in worker processes).
+_skip_log: Path | None = None
+SKIPPED_SUFFIX = ".hfseg-skipped.jsonl"
+
+
+def _describe(item: Any) -> str:
+    paths = list(_paths(item))
+    return " ".join(str(p) for p in paths) if paths else str(item)
+
+
+def _log_skip(item: Any, err: Exception) -> None:
+    if _skip_log is not None:
+        with open(_skip_log, "a") as handle:
+            handle.write(json.dumps({"item": _describe(item), "error": str(err)}) + "\n")
+
+
+def _keyed(generate: Callable[..., Iterator[dict[str, Any]]], cache_key: str, skip_log: str | None = None,
+           **kwargs: Any) -> Iterator[dict[str, Any]]:
+    """Runs `generate`, listing skipped items in `<skip_log>.<pid>.part`; `cache_key` only enters the `datasets`
+    fingerprint."""
+    global _skip_log
+    previous = _skip_log
+    if skip_log is not None:
+        _skip_log = Path(f"{skip_log}.{os.getpid()}.part")
+        _skip_log.parent.mkdir(parents=True, exist_ok=True)
+        _skip_log.touch()  # the generator ran: the log replaces any earlier one
+    try:
+        yield from generate(**kwargs)
+    finally:
+        _skip_log = previous
+
+
+def _skip_log_base(cache_dir: str | None, key: str, split: str) -> Path:
+    root = Path(cache_dir) if cache_dir else Path(datasets.config.HF_DATASETS_CACHE)
+    return root / "hfseg_skipped" / hashlib.sha1(f"{key}|{split}".encode()).hexdigest()
+
+
+def _sidecar(dataset: datasets.Dataset) -> Path | None:
+    files = dataset.cache_files
+    if not files:
+        return None
+    arrow = Path(files[0]["filename"])
+    return arrow.with_name(arrow.stem + SKIPPED_SUFFIX)
+
+
+def _keep_skip_log(dataset: datasets.Dataset, base: Path, split: str) -> None:
+    """Gather the generator's skip logs (if it ran) into the sidecar next to the split's Arrow cache."""
+    parts = sorted(base.parent.glob(base.name + ".*.part")) if base.parent.is_dir() else []
+    sidecar = _sidecar(dataset)
+    if not parts or sidecar is None:
+        return
+    rows = []
+    for part in parts:
+        rows += [{"split": split, **json.loads(line)} for line in part.read_text().splitlines() if line.strip()]
+    tmp = sidecar.with_name(sidecar.name + ".part")
+    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    os.replace(tmp, sidecar)
+    for part in parts:
+        part.unlink(missing_ok=True)
+
+
+def skipped_items(splits: Mapping[str, Any] | Sequence[Any]) -> list[dict[str, str]]:
+    """The items `skip_bad=True` left out of these datasets (a `DatasetDict` or datasets): one
+    `{"split", "item", "error"}` per item, read from the record kept next to each split's cache, so a dataset
+    reloaded from the cache gives the same list. Streaming datasets keep no record (their items are read lazily)."""
+    datasets_ = splits.values() if isinstance(splits, Mapping) else splits
+    rows: list[dict[str, str]] = []
+    seen: set[Path] = set()
+    for dataset in datasets_:
+        sidecar = _sidecar(dataset) if isinstance(dataset, datasets.Dataset) else None
+        if sidecar is None or sidecar in seen or not sidecar.is_file():
+            continue
+        seen.add(sidecar)
+        rows += [json.loads(line) for line in sidecar.read_text().splitlines() if line.strip()]
+    return rows
 
 
 def build_splits(
@@ -177,9 +251,13 @@ def build_splits(
                                                                     split=datasets.Split(split))
             continue
         key = f"{name}|{__version__}|{CACHE_VERSION}|{source_stamp(items)}"
+        skip_log = _skip_log_base(cache_dir, key, str(split))
+        for stale in skip_log.parent.glob(skip_log.name + ".*.part") if skip_log.parent.is_dir() else []:
+            stale.unlink(missing_ok=True)  # from a generation that never finished
         try:
             result[split] = datasets.Dataset.from_generator(
-                functools.partial(_keyed, generate), features=features, gen_kwargs={**kwargs, "cache_key": key},
+                functools.partial(_keyed, generate), features=features,
+                gen_kwargs={**kwargs, "cache_key": key, "skip_log": str(skip_log)},
                 cache_dir=cache_dir, split=datasets.Split(split),
                 num_proc=num_proc if num_proc and num_proc > 1 and len(items) > 1 else None,
                 **({"writer_batch_size": writer_batch_size} if writer_batch_size else {}),
@@ -196,6 +274,7 @@ def build_splits(
                 f"{name}: every one of the {len(items)} {split} {unit} was skipped or filtered out, so the {split} split is "
                 "empty. Load without skip_bad=True to see the first error, or loosen the filters."
             ) from None
+        _keep_skip_log(result[split], skip_log, str(split))
         expected = (expected_rows or {}).get(split, len(items))
         if len(result[split]) < expected:
             warnings.warn(

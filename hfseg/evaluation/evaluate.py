@@ -198,11 +198,11 @@ def _region_results(metrics: Mapping[str, SegmentationMetrics]) -> dict[str, dic
     return out
 
 
-def _load(model: Any, device: str | None) -> tuple[torch.nn.Module, Any, str]:
+def _load(model: Any, device: str | None, trust_remote_code: bool = False) -> tuple[torch.nn.Module, Any, str]:
     if isinstance(model, (tuple, list)):
         net, processor = model
         return net.eval(), processor, type(net).__name__
-    net, processor = load_model(model, device)
+    net, processor = load_model(model, device, trust_remote_code=trust_remote_code)
     return net, processor, model_name(model)
 
 
@@ -230,6 +230,7 @@ def evaluate_model(
     per_case: bool = True,
     name: str | None = None,
     dataset_name: str | None = None,
+    trust_remote_code: bool = False,
 ) -> dict[str, Any]:
     """Metrics of one model on one split, per image and (with a `case_id` column) per case. A planned volume model
     on a volume dataset predicts and scores every case whole (`hfseg.evaluation.volumes`; `tta_flip` mirrors over
@@ -267,6 +268,8 @@ def evaluate_model(
         name (`str`, *optional*): the model's name in the result (defaults to `model_name(path)`).
         dataset_name (`str`, *optional*): the dataset's name in the result and in errors (defaults to `dataset`
             when it is a name).
+        trust_remote_code (`bool`, *optional*, defaults to `False`): run model code shipped with a checkpoint whose
+            classes hfseg and transformers do not have (`load_model`); only for code you trust.
 
     Returns:
         `dict`: `SegmentationMetrics.compute()` (or `ClassificationMetrics.compute()`), plus `model`, `task`,
@@ -287,7 +290,7 @@ def evaluate_model(
     """
     start = time.perf_counter()
     instances = _instance_method(instance, instances)
-    net, processor, default_name = _load(model, device)  # first: a wrong path fails before the data loads
+    net, processor, default_name = _load(model, device, trust_remote_code)  # first: a wrong path fails before the data loads
     data = load_split(dataset, split, data_dir, data_options, max_samples)
     data_label = dataset_name or (dataset if isinstance(dataset, str) else "dataset")
     name = name or default_name

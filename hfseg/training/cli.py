@@ -90,6 +90,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     for flag, key in FLAGS.items():
         parser.add_argument(f"--{flag}", type=TYPES.get(flag, str), default=None, help=f"sets {key}")
     parser.add_argument("--push_to_hub", action="store_true", help="sets train.push_to_hub")
+    parser.add_argument("--overwrite_output_dir", action="store_true",
+                        help="sets train.overwrite_output_dir: start a new run in an output_dir that holds one (its "
+                             "checkpoints, best/, final/ and metrics are removed first)")
     parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. optim.lr=3e-4")
     return parser
 
@@ -101,6 +104,8 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     values = {key: getattr(args, flag) for flag, key in FLAGS.items() if getattr(args, flag) is not None}
     if args.push_to_hub:
         values["train.push_to_hub"] = True
+    if args.overwrite_output_dir:
+        values["train.overwrite_output_dir"] = True
     return train(load_config(args.config, args.overrides, values=values))
 
 
@@ -151,6 +156,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--overlays", type=int, default=4, help="overlay images per model (0: none)")
     parser.add_argument("--overlay_class", type=int, default=None, help="class of the overlays (default: foreground)")
     parser.add_argument("--output_dir", default=None, help="default: reports/<dataset>")
+    parser.add_argument("--trust-remote-code", "--trust_remote_code", dest="trust_remote_code", action="store_true",
+                        help="run model code shipped with a checkpoint (off by default: only for code you trust)")
     return parser
 
 
@@ -179,7 +186,7 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         surface=not args.no_surface, instance=args.instance, instances=args.instances, spacing=args.spacing,
         regions=args.regions,
         examples=args.overlays, device=device, batch_size=args.batch_size, num_workers=args.num_workers,
-        per_case=not args.no_cases,
+        per_case=not args.no_cases, trust_remote_code=args.trust_remote_code,
     )
     output_dir = Path(args.output_dir or Path("reports") / args.dataset)
     write_metrics(results, output_dir)

@@ -140,6 +140,7 @@ class TrainSection:
     checkpointing: str | int = "epoch"  # "epoch", or every N optimizer steps
     checkpoints_total_limit: int | None = 2
     resume: str | None = None  # a checkpoint folder or "latest"
+    overwrite_output_dir: bool = False  # start a new run in an output_dir that holds one (else refused)
     eval_every: int = 1  # epochs
     panels: int = 2  # validation images in the per-epoch prediction panel (0: none)
     log_every: int = 10  # steps between tracker logs

@@ -14,6 +14,10 @@ Many processes (`accelerate launch --num_processes N`, on one machine or several
 epoch, the parameters take their gradients' memory layout before DDP wraps the model (`align_parameter_layouts`),
 and a streaming training split (`data.streaming`) is read shard by shard, each process its own (`StreamLoader`).
 
+Checkpoints are written whole or not at all, and hold no pickled state (`checkpoints.py`); a new run into a folder
+holding another is refused unless resumed or `train.overwrite_output_dir` is set; the items `skip_bad` left out are
+listed in `skipped.jsonl`.
+
 What depends on `task` (the model family, the loss, the metrics and the per-epoch pictures) sits in a task object
 (`tasks.py`); the loop is the same for both.
 """
@@ -40,8 +44,12 @@ from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
+from ..data import skipped_items
 from ..metrics import ClassificationMetrics, SegmentationMetrics
 from ..threads import ThreadChoice, configure_threads
+from .checkpoints import (check_output_dir, check_random_states, clear_run_results, commit, load_training_state,
+                          remove_temp_folders, resolve_checkpoint, rotate, save_training_state, step_folder,
+                          temp_folder, write_marker)
 from .config import RecipeConfig
 from .data import SAMPLE_LOG_ENV, StreamLoader, build_dataloaders, load_recipe_data
 from .optim import build_optimizer, build_scheduler
@@ -71,24 +79,10 @@ class TrainState:
         self.__dict__.update(state)
 
 
-def _checkpoint_dirs(output_dir: Path) -> list[Path]:
-    folder = output_dir / "checkpoints"
-    return sorted(folder.glob("step_*"), key=lambda p: int(p.name.split("_")[1])) if folder.is_dir() else []
-
-
 def resolve_resume(resume: str | None, output_dir: Path) -> Path | None:
-    """The checkpoint folder to resume from: a path, or `latest` in the run's checkpoints/."""
-    if resume is None:
-        return None
-    if resume == "latest":
-        found = _checkpoint_dirs(output_dir)
-        if not found:
-            raise FileNotFoundError(f"--resume latest: no checkpoints in {output_dir / 'checkpoints'}.")
-        return found[-1]
-    path = Path(resume)
-    if not path.is_dir():
-        raise FileNotFoundError(f"--resume {resume}: not a checkpoint folder.")
-    return path
+    """The checkpoint folder to resume from: a path (checked), or `latest`: the newest complete one in the run's
+    checkpoints/ (see `checkpoints.resolve_checkpoint`)."""
+    return resolve_checkpoint(resume, output_dir)
 
 
 class Trainer:
@@ -120,6 +114,10 @@ class Trainer:
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=t.seed),
             step_scheduler_with_optimizer=False,
         )
+        # Runs never overwrite each other: every process refuses alike, before anything is loaded or written.
+        found = check_output_dir(self.output_dir, t.resume, t.overwrite_output_dir)
+        if found and t.resume is None and self.accelerator.is_local_main_process:
+            clear_run_results(self.output_dir)
         set_seed(t.seed)
         volumes = is_volume_run(cfg)
         if volumes and cfg.data.streaming:
@@ -163,9 +161,9 @@ class Trainer:
         if t.ema_decay:
             self.ema = AveragedModel(self.accelerator.unwrap_model(self.model),
                                      multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay), use_buffers=True)
-            self.accelerator.register_for_checkpointing(self.ema)
+        # The train state, the scheduler and the EMA weights are saved as JSON / safetensors by `save_checkpoint`
+        # (not registered with accelerate, which would pickle them).
         self.state = TrainState()
-        self.accelerator.register_for_checkpointing(self.scheduler, self.state)
         self.num_labels = len(self.data.id2label)
 
     # -- helpers -----------------------------------------------------------------------------------------------
@@ -234,15 +232,45 @@ class Trainer:
                     torch.distributed.broadcast(buffer.data, src=0)
 
     def save_checkpoint(self) -> None:
-        """`accelerator.save_state` into checkpoints/step_N, keeping the newest `checkpoints_total_limit`."""
-        folder = self.output_dir / "checkpoints" / f"step_{self.state.step:07d}"
-        self.accelerator.save_state(str(folder))
-        limit = self.cfg.train.checkpoints_total_limit
-        # Every node's first process prunes: without a shared filesystem each node keeps its own random states.
-        if self.accelerator.is_local_main_process and limit:
-            for old in _checkpoint_dirs(self.output_dir)[:-limit]:
-                shutil.rmtree(old, ignore_errors=True)
-        self.accelerator.wait_for_everyone()
+        """checkpoints/step_N, written into a temporary folder and renamed once complete (`checkpoints.py`),
+        keeping the newest `checkpoints_total_limit` complete ones."""
+        acc = self.accelerator
+        final = step_folder(self.output_dir, self.state.step)
+        temp = temp_folder(final)
+        if acc.is_local_main_process and temp.exists():
+            shutil.rmtree(temp)
+        acc.wait_for_everyone()
+        acc.save_state(str(temp))  # model (safetensors), optimizer, each process's random states
+        if self.is_main:
+            save_training_state(temp, self.state.state_dict(), self.scheduler, self.ema)
+        acc.wait_for_everyone()
+        if self.is_main:
+            self._commit_checkpoint(temp, final)
+        acc.wait_for_everyone()
+        # Every node's first process completes its own copy: without a shared filesystem each node keeps its own
+        # random states (on a shared one the folder is already renamed).
+        if acc.is_local_main_process and temp.is_dir():
+            self._commit_checkpoint(temp, final)
+        acc.wait_for_everyone()
+
+    def _commit_checkpoint(self, temp: Path, final: Path) -> None:
+        write_marker(temp, self.state.step, self.state.epoch)
+        commit(temp, final)
+        rotate(self.output_dir, self.cfg.train.checkpoints_total_limit, keep=final)
+
+    def write_skipped(self) -> Path | None:
+        """`skipped.jsonl` in the run folder: the items `skip_bad` left out of the splits, one
+        `{"split", "item", "error"}` line each (also when the dataset came from the cache); None when none were."""
+        splits = [getattr(self.data, name, None) for name in ("train", "eval")]
+        rows = skipped_items([split for split in splits if split is not None])
+        path = self.output_dir / "skipped.jsonl"
+        if not rows:
+            path.unlink(missing_ok=True)
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        self.accelerator.print(f"{len(rows)} unreadable item(s) skipped (data.options.skip_bad), listed in {path}.")
+        return path
 
     def save_model(self, name: str) -> Path:
         """The evaluated weights (EMA if on) and the image processor as a `save_pretrained` folder."""
@@ -307,11 +335,17 @@ class Trainer:
 
     # -- training ----------------------------------------------------------------------------------------------
     def resume(self) -> None:
+        acc = self.accelerator
+        if acc.is_local_main_process:  # the temporary folders of saves a kill interrupted
+            remove_temp_folders(self.output_dir)
+        acc.wait_for_everyone()
         path = resolve_resume(self.cfg.train.resume, self.output_dir)
         if path is None:
             return
-        self.accelerator.load_state(str(path))
-        self.accelerator.print(f"Resumed from {path}: epoch {self.state.epoch}, step {self.state.step}.")
+        check_random_states(path, acc.process_index)
+        acc.load_state(str(path))
+        self.state.load_state_dict(load_training_state(path, self.scheduler, self.ema))
+        acc.print(f"Resumed from {path}: epoch {self.state.epoch}, step {self.state.step}.")
 
     def _record_epoch(self, epoch: int, train_loss: float, result: dict[str, Any] | None, seconds: float) -> bool:
         """Add the epoch to the history, update best/early stopping, write files; True to stop early."""
@@ -349,6 +383,7 @@ class Trainer:
         if self.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             cfg.save(self.output_dir / "config.yaml")
+            self.write_skipped()
         if self.tracker_note:
             acc.print(self.tracker_note)
         if self.report_to:

@@ -124,3 +124,15 @@ def test_python_m_hfseg_is_the_hfseg_command():
     done = subprocess.run([sys.executable, "-m", "hfseg", "predict", "--no-such-flag"], capture_output=True,
                           text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+def test_evaluate_runs_shipped_model_code_only_with_trust_remote_code(shipped_code_checkpoint, tmp_path):
+    folder, marker = shipped_code_checkpoint
+    args = ["evaluate", "--models", str(folder), "--dataset", "demo", "--max_samples", "1",
+            "--output_dir", str(tmp_path / "report")]
+    with pytest.raises(Exception, match="trust_remote_code"):
+        main(args)
+    assert not marker.exists()  # refused before any shipped code ran
+    with pytest.raises(Exception):  # the code runs, then the model (no such class) fails to load
+        main([*args, "--trust-remote-code"])
+    assert marker.exists()

@@ -82,9 +82,10 @@ def test_only_the_global_main_process_writes_the_run(two_node_run):
     for name in ("config.yaml", "history.csv", "metrics.json", "curves.png", "best/model.safetensors",
                  "final/model.safetensors", "best/metrics.json"):
         assert (main / name).is_file(), name
-    # Node 1 keeps only its own random states in each checkpoint (accelerate's save_state on every process).
+    # Node 1 keeps only its own random states in each checkpoint (accelerate's save_state on every process), with
+    # the completeness marker that lets it resume on its own.
     written = sorted(str(path.relative_to(other)) for path in other.rglob("*") if path.is_file())
-    assert written and all(name.startswith("checkpoints/") and name.endswith("random_states_1.pkl")
+    assert written and all(name.startswith("checkpoints/") and name.endswith(("random_states_1.pkl", "checkpoint.json"))
                            for name in written), written
     assert len(list((main / "checkpoints").iterdir())) == len(list((other / "checkpoints").iterdir())) == EPOCHS
 
