@@ -119,6 +119,7 @@ def run_config(precision: str, seed: int, output_dir: str, lr: float | None = No
     from hfseg.training.config import load_config
 
     values: dict[str, Any] = {"train.mixed_precision": precision, "train.seed": seed, "train.output_dir": output_dir,
+                              "train.overwrite_output_dir": True,
                               "train.report_to": None, "train.panels": 0, **(extra or {})}
     if lr is not None:
         values["optim.lr"] = lr

@@ -64,7 +64,7 @@ def test_cli_flags_overrides_and_errors(tmp_path, demo_cache):
         assert "on cpu with 1 CPU thread (the user's choice)" in log
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["train"]["batch_size"] == 16 and saved["optim"]["lr"] == 0.002 and saved["model"]["kwargs"] == {
-        "base_channels": 4, "depth": 2}
+        "base_channels": 4, "depth": 2, "convs_per_block": 1, "upsample": "nearest"}
     resumed = launch("--output_dir", out, "--epochs", 1, "--batch_size", 16, "--lr", "0.002", "--max_steps", 4, *TINY,
                      f"data.options.cache_dir={demo_cache}", "train.panels=0", "--resume", "latest")
     log = resumed.stdout + resumed.stderr
