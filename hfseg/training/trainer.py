@@ -66,6 +66,8 @@ class TrainState:
 
     epoch: int = 0  # completed epochs
     batch_in_epoch: int = 0  # batches of the current epoch already trained
+    epoch_loss: float = 0.0  # the sum of those batches' losses (the epoch's mean train loss survives a resume)
+    epoch_batches: int = 0
     step: int = 0  # optimizer steps
     best: float | None = None
     best_epoch: int | None = None
@@ -412,10 +414,15 @@ class Trainer:
             loader = self.train_loader
             if self.state.batch_in_epoch and isinstance(loader, StreamLoader):
                 loader = loader.skip_first_batches(self.state.batch_in_epoch)
+            elif self.state.batch_in_epoch >= len(self.train_loader):  # saved after the epoch's last batch
+                loader = ()
             elif self.state.batch_in_epoch:
                 loader = acc.skip_first_batches(self.train_loader, self.state.batch_in_epoch)
+                # Older accelerate releases start the new loader at iteration 0, so its `__iter__` would set epoch 0.
+                loader.set_epoch(epoch)
+            else:
+                self.state.epoch_loss, self.state.epoch_batches = 0.0, 0
             self.model.train()
-            running, seen = 0.0, 0
             train_metrics = self._metrics()
             for batch in loader:
                 with acc.accumulate(self.model):
@@ -430,8 +437,8 @@ class Trainer:
                 self.state.batch_in_epoch += 1
                 if sample_log is not None:
                     sample_log.write(json.dumps({"epoch": epoch, "ids": batch["sample_id"].tolist()}) + "\n")
-                running += loss.item()
-                seen += 1
+                self.state.epoch_loss += loss.item()
+                self.state.epoch_batches += 1
                 train_metrics.update(self.task.scores(logits.detach()), batch["labels"])
                 if not acc.sync_gradients:
                     continue
@@ -442,7 +449,8 @@ class Trainer:
                 bar.update(1)
                 if self.state.step % t.log_every == 0 or self.state.step == 1:
                     running_metric = train_metrics.compute().get(t.metric, float("nan"))
-                    bar.set_postfix(loss=f"{running / seen:.4f}", **{t.metric: f"{running_metric:.3f}"})
+                    mean_loss = self.state.epoch_loss / self.state.epoch_batches
+                    bar.set_postfix(loss=f"{mean_loss:.4f}", **{t.metric: f"{running_metric:.3f}"})
                     acc.log({"train/loss": loss.item(), "train/lr": self.scheduler.get_last_lr()[0]},
                             step=self.state.step)
                 if isinstance(t.checkpointing, int) and self.state.step % t.checkpointing == 0:
@@ -458,7 +466,7 @@ class Trainer:
             result = None
             if self.has_evaluation and (epoch % t.eval_every == t.eval_every - 1 or stopped_by):
                 result = self.evaluate(epoch)
-            if self._record_epoch(epoch, running / max(seen, 1), result, time.perf_counter() - epoch_start):
+            if self._record_epoch(epoch, self.state.epoch_loss / max(self.state.epoch_batches, 1), result, time.perf_counter() - epoch_start):
                 stopped_by = stopped_by or "early_stopping"
             if t.checkpointing == "epoch" or stopped_by:
                 self.save_checkpoint()

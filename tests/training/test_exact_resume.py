@@ -11,6 +11,7 @@ A volume run (patches, nnU-Net's augmentation) interrupted after a mid-epoch che
 (in-process, as tests/training/test_trainer.py does for 2D runs).
 """
 
+import csv
 import os
 import random
 import signal
@@ -129,6 +130,16 @@ def assert_same_weights(a: Path, b: Path) -> None:
     assert first.keys() == second.keys()
     different = [name for name in first if not torch.equal(first[name], second[name])]
     assert not different, f"{len(different)} of {len(first)} tensors differ, e.g. {different[:3]}"
+    assert_same_history(a, b)
+
+
+def assert_same_history(a: Path, b: Path) -> None:
+    """Each epoch's row (train loss over all its batches, learning rate, validation scores) as if never stopped."""
+    def rows(run: Path) -> list[dict[str, str]]:
+        with open(run / "history.csv", newline="") as f:
+            return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+
+    assert rows(a) == rows(b)
 
 
 @pytest.fixture(scope="module")
