@@ -466,7 +466,8 @@ class Trainer:
             result = None
             if self.has_evaluation and (epoch % t.eval_every == t.eval_every - 1 or stopped_by):
                 result = self.evaluate(epoch)
-            if self._record_epoch(epoch, self.state.epoch_loss / max(self.state.epoch_batches, 1), result, time.perf_counter() - epoch_start):
+            train_loss = self.state.epoch_loss / max(self.state.epoch_batches, 1)
+            if self._record_epoch(epoch, train_loss, result, time.perf_counter() - epoch_start):
                 stopped_by = stopped_by or "early_stopping"
             if t.checkpointing == "epoch" or stopped_by:
                 self.save_checkpoint()
