@@ -2,7 +2,7 @@
 watershed, hfseg models against smp and MONAI at an equal training budget.
 
 ```
-python -m benchmarks.instances                                  # 300 steps x seeds 0,1,2 x 5 models x 2 targets
+python -m benchmarks.instances                                  # 300 steps x seeds 0,1,2 x 6 models x 2 targets
 python -m benchmarks.instances --seeds 0 --steps 100 --models hfseg-attention-unet,monai-attention-unet
 ```
 
@@ -46,11 +46,15 @@ from .quality import _mean_std
 DEMO_CONFIG = "demo"
 # hfseg's benchmark models, and the Attention U-Net upsampling by nearest neighbour (its decoder blocks read the
 # upsampled map at full width next to the skip, as smp's Unet does): thin boundaries come out sharper than through
-# a 2x2 transposed convolution.
+# a 2x2 transposed convolution. The `-1conv` one is the demo recipe's model (one 3x3 convolution per decoder level).
 INSTANCE_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
-    **HFSEG_MODELS, "hfseg-attention-unet-nearest": ("attention-unet", {"base_channels": 16, "upsample": "nearest"})}
-MODELS = ("hfseg-attention-unet", "hfseg-attention-unet-nearest", "hfseg-timm-unet-resnet18", "smp-unet-resnet18",
-          "monai-attention-unet")
+    **HFSEG_MODELS,
+    "hfseg-attention-unet-nearest": ("attention-unet", {"base_channels": 16, "upsample": "nearest"}),
+    "hfseg-attention-unet-nearest-1conv": ("attention-unet", {"base_channels": 16, "upsample": "nearest",
+                                                              "convs_per_block": 1}),
+}
+MODELS = ("hfseg-attention-unet", "hfseg-attention-unet-nearest", "hfseg-attention-unet-nearest-1conv",
+          "hfseg-timm-unet-resnet18", "smp-unet-resnet18", "monai-attention-unet")
 # target -> (loader options, [(row name, evaluate_model instances=)])
 TARGETS: dict[str, tuple[dict[str, Any], list[tuple[str, str]]]] = {
     "semantic": ({"instance_masks": True, "boundary": False},
