@@ -172,6 +172,14 @@ def default_model(url: str) -> str:
     return info["named_endpoints"]["/segment"]["parameters"][0]["parameter_default"]
 
 
+def shown(model: str) -> str:
+    """`model` as recorded: a folder inside the repository relative to its root, anything else as given."""
+    path = Path(model)
+    if path.is_absolute() and path.resolve().is_relative_to(HERE.parent):
+        return str(path.resolve().relative_to(HERE.parent))
+    return model
+
+
 def percentile(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 2) if values else None
 
@@ -239,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             wall = time.perf_counter() - began
             after, detail = request(connect(url, folder), model, files[0])
             summary = summarize(results, sessions=args.sessions, seconds=seconds, requests_per_session=args.requests,
-                                model=model, max_queue=None if args.url else args.max_queue,
+                                model=shown(model), max_queue=None if args.url else args.max_queue,
                                 retry_after_s=args.retry_after,
                                 wall_s=round(wall, 1),
                                 answered_per_minute=round(60 * sum(r.outcome == "answered" for r in results) / wall,

@@ -104,3 +104,10 @@ def test_gradio_image_cache_is_written_atomically(tmp_path):
         reader.join()
     assert torn == []
     assert [p.name for p in (tmp_path / processing_utils.hash_bytes(data)).iterdir()] == ["image.png"]
+
+
+def test_the_recorded_model_is_a_repository_path_or_as_given(tmp_path):
+    """No path of the machine that ran the load test lands in the committed load_test.json."""
+    assert load_test.shown(str(SPACES / "model")) == "spaces/model"
+    assert load_test.shown("someone/model") == "someone/model"
+    assert load_test.shown(str(tmp_path)) == str(tmp_path)
